@@ -1,0 +1,1 @@
+"""Agent side: the gRPC server and the drivers it loads by name."""

@@ -1,0 +1,193 @@
+"""The driver contract: one small interface per device family.
+
+A driver enumerates the devices it can reach and runs one job on one device.
+It never sees gRPC: the server hands it plain values and turns what it
+returns into protocol messages. Heavy imports (onnxruntime, playwright,
+adbutils, coremltools) live only inside each driver's package and are made in
+`available()`, `devices()` or `run()`, never at import time.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
+
+import numpy as np
+
+from harness.measure.policy import MeasurePolicy
+
+DEVICE_STATES = ("ready", "busy", "offline", "unauthorized", "too_hot")
+
+# ONNX Runtime's provider names -> the short names used everywhere in results.
+EP_SHORT_NAMES = {
+    "CPUExecutionProvider": "cpu",
+    "CUDAExecutionProvider": "cuda",
+    "TensorrtExecutionProvider": "tensorrt",
+    "CoreMLExecutionProvider": "coreml",
+    "NnapiExecutionProvider": "nnapi",
+    "XnnpackExecutionProvider": "xnnpack",
+    "QNNExecutionProvider": "qnn",
+    "OpenVINOExecutionProvider": "openvino",
+    "DmlExecutionProvider": "dml",
+    "ROCMExecutionProvider": "rocm",
+    "MIGraphXExecutionProvider": "migraphx",
+    "WebGpuExecutionProvider": "webgpu",
+    "JsExecutionProvider": "webgpu",
+    "WebNNExecutionProvider": "webnn",
+    "AzureExecutionProvider": "azure",
+    "ACLExecutionProvider": "acl",
+    "ArmNNExecutionProvider": "armnn",
+    "VitisAIExecutionProvider": "vitisai",
+    "SNPEExecutionProvider": "snpe",
+}
+EP_LONG_NAMES = {
+    short: long for long, short in EP_SHORT_NAMES.items() if long != "JsExecutionProvider"
+}
+# EPs that are the CPU itself: nothing placed there counts as a fallback.
+CPU_EPS = frozenset({"cpu", "wasm", "cpu_only"})
+
+
+def short_ep(name: str) -> str:
+    """Short EP name for a runtime's provider name ('CPUExecutionProvider' -> 'cpu')."""
+    if name in EP_SHORT_NAMES:
+        return EP_SHORT_NAMES[name]
+    return name.replace("ExecutionProvider", "").lower()
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    name: str  # onnxruntime | onnxruntime-web | coreml
+    version: str
+    eps: tuple[str, ...]
+    formats: tuple[str, ...] = ("onnx",)
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    local_id: str  # unique within the driver
+    platform: str  # linux | macos | windows | android | ios | browser
+    facts: Mapping[str, str]
+    runtimes: tuple[RuntimeSpec, ...]
+    state: str = "ready"
+    state_reason: str = ""
+
+
+@dataclass(frozen=True)
+class RuntimeTarget:
+    runtime: str
+    version: str = ""
+    ep: str = "cpu"
+    options: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    digest: str
+    format: str  # onnx | mlpackage | mlmodel
+    path: Path
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    job_id: str
+    device_local_id: str
+    models: tuple[ModelFile, ...]
+    target: RuntimeTarget
+    measure: MeasurePolicy
+    # Probe inputs; probes[0] is also the timing input.
+    probes: tuple[Mapping[str, np.ndarray], ...]
+    timeout_s: float
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Memory:
+    peak_bytes: int
+    delta_bytes: int
+    method: str
+
+
+@dataclass(frozen=True)
+class Placement:
+    nodes_total: int
+    nodes_by_ep: Mapping[str, int]
+    cpu_fallback_nodes: int
+    fallback_op_types: Mapping[str, int]
+    time_share_by_ep: Mapping[str, float]
+    fully_accelerated: Optional[bool]
+    source: str
+
+
+@dataclass(frozen=True)
+class Validity:
+    warmup_done: bool = False
+    min_runs_met: bool = False
+    min_time_met: bool = False
+    stop_reason: str = ""
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class JobError:
+    stage: str  # job | load | warmup | measure | probes | placement | runner
+    kind: str  # model_invalid | unsupported_op | crash | timeout | cancelled | ...
+    message: str
+
+
+@dataclass(frozen=True)
+class DriverResult:
+    """What a driver measured. Partial measurements stay when `error` is set."""
+
+    runtime_name: str = ""
+    runtime_version: str = ""
+    ep: str = ""
+    options: Mapping[str, str] = field(default_factory=dict)
+    load_ms: Optional[float] = None
+    first_run_ms: Optional[float] = None
+    samples_ms: tuple[float, ...] = ()
+    memory: Optional[Memory] = None
+    placement: Optional[Placement] = None
+    validity: Validity = Validity()
+    outputs: tuple[Mapping[str, np.ndarray], ...] = ()
+    error: Optional[JobError] = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+# progress(phase, samples_so_far, elapsed_s)
+ProgressFn = Callable[[str, int, float], None]
+
+
+class Driver(Protocol):
+    name: str
+
+    def available(self) -> tuple[bool, str]:
+        """(True, "") or (False, why not and what fixes it)."""
+
+    def devices(self) -> Sequence[DeviceInfo]:
+        """Every device this driver reaches now, in any state."""
+
+    def run(self, job: JobSpec, progress: ProgressFn, cancel: threading.Event) -> DriverResult:
+        """Run one job on one device. Never raises for model or runtime
+        failures: those are a DriverResult with `error` set. Must return
+        promptly (killing whatever it started) once `cancel` is set or
+        `job.timeout_s` has passed."""
+
+    def close(self) -> None:
+        """Release what the driver holds (browsers, adb connections)."""
+
+
+def load_driver(name: str, config: Mapping[str, Any] | None = None) -> Driver:
+    """Import and construct a driver by name; the import is the heavy part."""
+    import importlib
+
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"driver name {name!r}: expected letters, digits and '_'")
+    try:
+        module = importlib.import_module(f"agents.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"agents.{name}":
+            raise ValueError(f"unknown driver {name!r}") from None
+        raise
+    return module.create(dict(config or {}))

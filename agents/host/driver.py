@@ -1,0 +1,181 @@
+"""HostDriver: devices and jobs for ONNX Runtime on this machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Mapping
+
+from agents import procs
+from agents.base import (
+    DeviceInfo, DriverResult, JobError, JobSpec, Memory, Placement, ProgressFn,
+    RuntimeSpec, Validity, short_ep,
+)
+from agents.fingerprint import host_facts, run_conditions
+
+# Providers that do not run a model on this machine's hardware.
+_NOT_LOCAL_EPS = {"azure"}
+
+
+class HostDriver:
+    name = "host"
+
+    def __init__(self, config: Mapping[str, Any]):
+        self.config = dict(config)
+        self.work_root = Path(self.config.get("work_dir") or tempfile.gettempdir()) / "harness-host-jobs"
+        self._runtime: RuntimeSpec | None = None
+        self._lock = threading.Lock()
+
+    # -- inventory ------------------------------------------------------------
+    def available(self) -> tuple[bool, str]:
+        try:
+            import onnxruntime  # noqa: F401
+        except Exception as exc:  # broken wheels raise more than ImportError
+            return False, f"onnxruntime cannot be imported ({exc}); install it with `pip install onnxruntime`"
+        return True, ""
+
+    def _runtime_spec(self) -> RuntimeSpec:
+        with self._lock:
+            if self._runtime is None:
+                import onnxruntime as ort
+
+                eps = []
+                for p in ort.get_available_providers():
+                    s = short_ep(p)
+                    if s not in _NOT_LOCAL_EPS and s not in eps:
+                        eps.append(s)
+                self._runtime = RuntimeSpec("onnxruntime", ort.__version__, tuple(eps), ("onnx",))
+            return self._runtime
+
+    def devices(self) -> list[DeviceInfo]:
+        ok, _ = self.available()
+        if not ok:
+            return []
+        local_id = self.config.get("device_id") or socket.gethostname()
+        return [
+            DeviceInfo(
+                local_id=local_id,
+                platform={"darwin": "macos", "win32": "windows"}.get(sys.platform, "linux"),
+                facts=host_facts(),
+                runtimes=(self._runtime_spec(),),
+            )
+        ]
+
+    def close(self) -> None:
+        pass
+
+    # -- jobs -----------------------------------------------------------------
+    def run(self, job: JobSpec, progress: ProgressFn, cancel: threading.Event) -> DriverResult:
+        import numpy as np
+
+        runtime = self._runtime_spec()
+        target = job.target
+        base = dict(runtime_name="onnxruntime", runtime_version=runtime.version, ep=target.ep,
+                    options=dict(target.options))
+        if target.runtime != "onnxruntime":
+            return DriverResult(**base, error=JobError("job", "unsupported_target",
+                                f"the host driver runs onnxruntime, not {target.runtime!r}"))
+        if target.ep not in runtime.eps:
+            return DriverResult(**base, error=JobError(
+                "job", "unsupported_ep",
+                f"execution provider {target.ep!r} is not available here (available: {', '.join(runtime.eps)})"))
+        if target.version and not runtime.version.startswith(target.version):
+            return DriverResult(**base, error=JobError(
+                "job", "unsupported_version",
+                f"onnxruntime {target.version} requested; this host has {runtime.version}"))
+        onnx_models = [m for m in job.models if m.format == "onnx"]
+        if not onnx_models:
+            return DriverResult(**base, error=JobError("job", "unsupported_format", "the host driver needs an ONNX model"))
+
+        self.work_root.mkdir(parents=True, exist_ok=True)
+        jd = Path(tempfile.mkdtemp(prefix="job-", dir=self.work_root))
+        try:
+            (jd / "job.json").write_text(json.dumps({
+                "model_path": str(onnx_models[0].path),
+                "ep": target.ep,
+                "options": dict(target.options),
+                "measure": job.measure.__dict__,
+            }))
+            np.savez(jd / "probes.npz", **{f"{i}/{k}": v for i, p in enumerate(job.probes) for k, v in p.items()})
+            before = run_conditions()
+            phase = {"name": "load"}
+
+            def on_line(line: str) -> None:
+                msg = json.loads(line)
+                phase["name"] = msg.get("phase", phase["name"])
+                progress(phase["name"], int(msg.get("samples", 0)), float(msg.get("elapsed_s", 0.0)))
+
+            env = dict(os.environ)
+            # The runner must import this very package, wherever it lives.
+            root = str(Path(__file__).resolve().parents[2])
+            env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+            fin = procs.run_child(
+                [sys.executable, "-m", "agents.host.runner", str(jd)],
+                timeout_s=job.timeout_s, cancel=cancel, on_line=on_line,
+                stderr_path=str(jd / "stderr.log"), env=env,
+            )
+            after = run_conditions()
+            return self._collect(jd, fin, base, phase["name"], {"before": before, "after": after})
+        finally:
+            shutil.rmtree(jd, ignore_errors=True)
+
+    def _collect(self, jd: Path, fin: procs.Finished, base: dict, phase: str, conditions: dict) -> DriverResult:
+        import numpy as np
+
+        details: dict[str, Any] = {"conditions": conditions, "runner_wall_s": round(fin.wall_s, 3)}
+        if fin.maxrss_bytes is not None:
+            details["runner_maxrss_bytes"] = fin.maxrss_bytes
+        res_path = jd / "result.json"
+        if fin.reason != "exited" or not res_path.exists():
+            if fin.reason == "cancelled":
+                err = JobError(phase, "cancelled", "cancelled; the runner's process group was killed")
+            elif fin.reason == "timeout":
+                err = JobError(phase, "timeout", f"no result within the job's time limit during {phase}; "
+                                                 "the runner's process group was killed")
+            else:
+                stderr = procs.tail(str(jd / "stderr.log"))
+                err = JobError(phase, "crash", f"runner died ({procs.signal_name(fin.returncode or 0)}) "
+                                               f"during {phase}" + (f"; stderr: {stderr}" if stderr else ""))
+            return DriverResult(**base, error=err, details=details,
+                                validity=Validity(stop_reason="cancelled" if fin.reason == "cancelled" else "error"))
+        raw = json.loads(res_path.read_text())
+        outputs: list[dict] = []
+        if (jd / "outputs.npz").exists():
+            with np.load(jd / "outputs.npz") as data:
+                for key in data.files:
+                    idx, name = key.split("/", 1)
+                    while len(outputs) <= int(idx):
+                        outputs.append({})
+                    outputs[int(idx)][name] = data[key]
+        rt = raw.get("runtime") or {}
+        details.update(raw.get("details") or {})
+        mem = raw.get("memory")
+        pl = raw.get("placement")
+        v = raw.get("validity") or {}
+        e = raw.get("error")
+        return DriverResult(
+            runtime_name="onnxruntime",
+            runtime_version=rt.get("version", base["runtime_version"]),
+            ep=base["ep"],
+            options=base["options"],
+            load_ms=raw.get("load_ms"),
+            first_run_ms=raw.get("first_run_ms"),
+            samples_ms=tuple(raw.get("samples_ms") or ()),
+            memory=Memory(**mem) if mem else None,
+            placement=Placement(**pl) if pl else None,
+            validity=Validity(
+                warmup_done=bool(v.get("warmup_done")), min_runs_met=bool(v.get("min_runs_met")),
+                min_time_met=bool(v.get("min_time_met")),
+                stop_reason=v.get("stop_reason") or ("error" if e else ""),
+            ),
+            outputs=tuple(outputs),
+            error=JobError(**e) if e else None,
+            details=details,
+        )

@@ -1,0 +1,324 @@
+"""The host driver's child process: load one model, measure it, report.
+
+Runs as `python -m agents.host.runner JOB_DIR`. Reads JOB_DIR/job.json and
+JOB_DIR/probes.npz; prints progress as JSON lines on stdout; writes
+JOB_DIR/result.json and JOB_DIR/outputs.npz. Running in its own process means
+a runtime crash or hang costs one job, never the agent, and its peak memory is
+its own.
+
+Order matters for honest numbers: measure first (one session, nothing else
+alive), read the high-water mark, then run probes, then the placement pass
+(verbose log + profiling session), which would otherwise disturb timing and
+memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+
+def _emit(obj: dict) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def _status_kib(field: str) -> int | None:
+    """A VmXXX field of /proc/self/status in KiB (Linux only)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _rss_bytes() -> tuple[int, str]:
+    kib = _status_kib("VmRSS")
+    if kib is not None:
+        return kib * 1024, "VmRSS"
+    import psutil
+
+    return psutil.Process().memory_info().rss, "psutil rss"
+
+
+def _peak_bytes() -> tuple[int, str]:
+    kib = _status_kib("VmHWM")
+    if kib is not None:
+        return kib * 1024, "VmHWM of the runner process, read after measurement"
+    import resource
+
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # ru_maxrss is KiB on Linux, bytes on macOS.
+    scale = 1 if sys.platform == "darwin" else 1024
+    return maxrss * scale, "getrusage ru_maxrss of the runner process, read after measurement"
+
+
+class JobFailed(Exception):
+    def __init__(self, stage: str, kind: str, message: str):
+        super().__init__(message)
+        self.stage, self.kind, self.message = stage, kind, message
+
+
+def _classify(exc: BaseException, stage: str) -> JobFailed:
+    text = f"{type(exc).__name__}: {exc}"
+    low = text.lower()
+    if "not_implemented" in low or "could not find an implementation" in low:
+        kind = "unsupported_op"
+    elif "invalid_protobuf" in low or "invalid_graph" in low or "protobuf parsing failed" in low:
+        kind = "model_invalid"
+    elif "invalid_argument" in low or "invalid input" in low or "got invalid dimensions" in low:
+        kind = "bad_input"
+    elif isinstance(exc, MemoryError) or "bad_alloc" in low or "failed to allocate" in low:
+        kind = "oom"
+    else:
+        kind = "runtime_error"
+    return JobFailed(stage, kind, text.strip()[:4000])
+
+
+def _session_options(ort, options: dict, log_verbose: bool = False, profile_prefix: str = ""):
+    so = ort.SessionOptions()
+    # Thread counts default to ONNX Runtime's own choice unless the target says.
+    if "intra_op_threads" in options:
+        so.intra_op_num_threads = int(options["intra_op_threads"])
+    if "inter_op_threads" in options:
+        so.inter_op_num_threads = int(options["inter_op_threads"])
+    level = options.get("graph_optimization_level")
+    if level:
+        levels = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }
+        if level not in levels:
+            raise JobFailed("load", "bad_option", f"graph_optimization_level={level!r}: expected one of {sorted(levels)}")
+        so.graph_optimization_level = levels[level]
+    for key, value in options.items():
+        if key.startswith("session."):
+            so.add_session_config_entry(key, str(value))
+    if log_verbose:
+        so.log_severity_level = 0
+        so.log_verbosity_level = 0
+    else:
+        so.log_severity_level = 3  # errors only: logging must not cost time in the loop
+    if profile_prefix:
+        so.enable_profiling = True
+        so.profile_file_prefix = profile_prefix
+    return so
+
+
+def _providers(ep: str, options: dict) -> list:
+    from agents.base import EP_LONG_NAMES
+
+    long = EP_LONG_NAMES.get(ep)
+    if long is None:
+        raise JobFailed("load", "unsupported_ep", f"execution provider {ep!r} is not known to the host driver")
+    provider_opts = {k[len("ep."):]: str(v) for k, v in options.items() if k.startswith("ep.")}
+    if long == "CPUExecutionProvider":
+        return [(long, provider_opts)] if provider_opts else [long]
+    return [(long, provider_opts), "CPUExecutionProvider"]
+
+
+def _capture_fd2(path: Path):
+    """Redirect the C++ stderr (fd 2) to a file: ORT's logger writes there,
+    not to Python's sys.stderr."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(fd, 2)
+    os.close(fd)
+    return saved
+
+
+def _restore_fd2(saved: int) -> None:
+    sys.stderr.flush()
+    os.dup2(saved, 2)
+    os.close(saved)
+
+
+def main(job_dir: str) -> int:
+    jd = Path(job_dir)
+    spec = json.loads((jd / "job.json").read_text())
+    result: dict = {"error": None, "validity": {}, "details": {}}
+    outputs: dict = {}
+    try:
+        _run(jd, spec, result, outputs)
+    except JobFailed as exc:
+        result["error"] = {"stage": exc.stage, "kind": exc.kind, "message": exc.message}
+    except Exception as exc:  # any runtime failure is a result, never a crash
+        failed = _classify(exc, result.get("_stage", "runner"))
+        result["error"] = {"stage": failed.stage, "kind": failed.kind,
+                           "message": failed.message + "\n" + traceback.format_exc(limit=3)[-1500:]}
+    result.pop("_stage", None)
+    if outputs:
+        import numpy as np
+
+        np.savez(jd / "outputs.npz", **outputs)
+    tmp = jd / "result.json.tmp"
+    tmp.write_text(json.dumps(result))
+    os.replace(tmp, jd / "result.json")
+    return 0
+
+
+def _run(jd: Path, spec: dict, result: dict, outputs: dict) -> None:
+    import numpy as np
+
+    from harness.measure.policy import MeasurePolicy, StopRule
+
+    result["_stage"] = "load"
+    import onnxruntime as ort
+
+    ep = spec["ep"]
+    options = {str(k): str(v) for k, v in spec.get("options", {}).items()}
+    result["runtime"] = {"name": "onnxruntime", "version": ort.__version__, "ep": ep, "options": options}
+    with np.load(jd / "probes.npz") as data:
+        probes: list[dict] = []
+        for key in sorted(data.files, key=lambda k: (int(k.split("/", 1)[0]), k)):
+            idx, name = key.split("/", 1)
+            while len(probes) <= int(idx):
+                probes.append({})
+            probes[int(idx)][name] = data[key]
+    if not probes:
+        raise JobFailed("job", "bad_input", "the job carries no probe inputs")
+    feed = probes[0]
+
+    rss_before, rss_method = _rss_bytes()
+    providers = _providers(ep, options)
+    t0 = time.perf_counter()
+    try:
+        sess = ort.InferenceSession(spec["model_path"], _session_options(ort, options), providers=providers)
+    except Exception as exc:
+        raise _classify(exc, "load") from None
+    load_ms = (time.perf_counter() - t0) * 1e3
+    result["load_ms"] = load_ms
+    got = [p for p in sess.get_providers()]
+    result["details"]["session_providers"] = got
+    _emit({"phase": "load", "samples": 0, "elapsed_s": load_ms / 1e3})
+
+    names = [i.name for i in sess.get_inputs()]
+    missing = [n for n in names if n not in feed]
+    if missing:
+        raise JobFailed("job", "bad_input", f"probe inputs lack model input(s) {missing}; model expects {names}")
+    feed = {n: feed[n] for n in names}
+    run = sess.run
+
+    result["_stage"] = "warmup"
+    t0 = time.perf_counter()
+    try:
+        run(None, feed)
+    except Exception as exc:
+        raise _classify(exc, "warmup") from None
+    result["first_run_ms"] = (time.perf_counter() - t0) * 1e3
+
+    policy = MeasurePolicy(**spec["measure"])
+    rule = StopRule(policy)
+    perf = time.perf_counter
+    start = perf()
+    runs = 1
+    while not rule.warmup_complete(runs, perf() - start):
+        run(None, feed)
+        runs += 1
+        if perf() - start > policy.max_s:
+            break
+    result["validity"]["warmup_done"] = rule.warmup_complete(runs, perf() - start)
+    result["details"]["warmup_runs"] = runs
+
+    result["_stage"] = "measure"
+    samples: list[float] = []
+    append = samples.append
+    start = perf()
+    last_progress = start
+    reason = None
+    while reason is None:
+        t = perf()
+        run(None, feed)
+        end = perf()
+        append((end - t) * 1e3)
+        elapsed = end - start
+        reason = rule.stop_reason(samples, elapsed)
+        if end - last_progress >= 0.5:
+            last_progress = end
+            _emit({"phase": "measure", "samples": len(samples), "elapsed_s": elapsed})
+    elapsed = perf() - start
+    result["samples_ms"] = samples
+    result["validity"].update(
+        min_runs_met=len(samples) >= policy.min_runs,
+        min_time_met=elapsed >= policy.min_s,
+        stop_reason=reason,
+    )
+    result["details"]["measure_s"] = elapsed
+
+    result["_stage"] = "probes"
+    _emit({"phase": "probes", "samples": len(samples), "elapsed_s": elapsed})
+    out_names = [o.name for o in sess.get_outputs()]
+    for i, probe in enumerate(probes):
+        try:
+            values = run(None, {n: probe[n] for n in names})
+        except Exception as exc:
+            raise _classify(exc, "probes") from None
+        for name, value in zip(out_names, values):
+            if isinstance(value, np.ndarray):
+                outputs[f"{i}/{name}"] = value
+    peak, peak_method = _peak_bytes()
+    result["memory"] = {
+        "peak_bytes": peak,
+        "delta_bytes": peak - rss_before,
+        "method": f"{peak_method}; delta over {rss_method} before session create",
+    }
+    del sess, run
+
+    result["_stage"] = "placement"
+    _emit({"phase": "placement", "samples": len(samples), "elapsed_s": elapsed})
+    result["placement"] = _placement(ort, jd, spec["model_path"], ep, options, providers, feed)
+
+
+def _placement(ort, jd: Path, model_path: str, ep: str, options: dict, providers, feed) -> dict | None:
+    from agents import placement as pl
+
+    log_path = jd / "ort_verbose.log"
+    saved = _capture_fd2(log_path)
+    try:
+        sess = ort.InferenceSession(
+            model_path,
+            _session_options(ort, options, log_verbose=True, profile_prefix=str(jd / "profile")),
+            providers=providers,
+        )
+    finally:
+        _restore_fd2(saved)
+    for _ in range(3):
+        sess.run(None, feed)
+    profile_path = sess.end_profiling()
+    with open(log_path, encoding="utf-8", errors="replace") as fh:
+        log = pl.parse_verbose_log(fh)
+    profile = pl.parse_profile(pl.load_profile(profile_path))
+    fully = None
+    from agents.base import CPU_EPS
+
+    if ep not in CPU_EPS:
+        strict = dict(options)
+        strict["session.disable_cpu_ep_fallback"] = "1"
+        try:
+            ort.InferenceSession(model_path, _session_options(ort, strict), providers=providers[:1])
+            fully = True
+        except Exception:
+            fully = False
+    p = pl.combine(ep, log, profile, fully)
+    if p is None:
+        return None
+    return {
+        "nodes_total": p.nodes_total, "nodes_by_ep": dict(p.nodes_by_ep),
+        "cpu_fallback_nodes": p.cpu_fallback_nodes, "fallback_op_types": dict(p.fallback_op_types),
+        "time_share_by_ep": dict(p.time_share_by_ep), "fully_accelerated": p.fully_accelerated,
+        "source": p.source,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,162 @@
+"""The verbs behind the CLI: run a cohort, list devices and runs, report.
+
+Everything a command needs is validated before anything is written: bad
+input ends in one ConfigError line, with no run in the store and no report
+folder created.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import harness
+from harness.config.loading import ConfigError
+from harness.config.resolve import (
+    ResolvedCandidates, ResolvedCohort, candidates_from_models, load_candidates, load_cohort, load_lab,
+)
+
+log = logging.getLogger("harness")
+Progress = Callable[[dict], None]
+
+
+@dataclass
+class RunRequest:
+    cohort: str
+    candidates_file: Optional[Path] = None
+    models: Sequence[str] = ()
+    shapes: Sequence[str] = ()
+    dims: Sequence[str] = ()
+    lab: Optional[Path] = None
+    store: Optional[str] = None
+    out: Optional[Path] = None
+    probes: int = 8
+    drivers: Optional[Sequence[str]] = None  # embedded agent's drivers
+    resume: Optional[str] = None
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    report: dict
+    out_files: list[Path] = field(default_factory=list)
+    interrupted: bool = False
+
+
+def new_run_id(now: Optional[float] = None) -> str:
+    t = _dt.datetime.fromtimestamp(now or time.time(), tz=_dt.timezone.utc)
+    return t.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+@dataclass
+class Prepared:
+    cohort: ResolvedCohort
+    cands: ResolvedCandidates
+    artefacts: dict  # candidate -> fmt -> Artefact
+    infos: dict  # candidate -> fmt -> ModelInfo
+    probes: dict  # candidate -> list[dict[str, ndarray]]
+    labels: dict  # candidate -> list[ndarray] | None
+    config: dict
+    lab: Any = None
+
+
+def prepare(req: RunRequest) -> Prepared:
+    """Load and validate everything; raises ConfigError with one line."""
+    from harness import artefacts, probes as probes_mod
+
+    cohort = load_cohort(req.cohort)
+    if req.candidates_file and req.models:
+        raise ConfigError("give either --candidates FILE or --model NAME=PATH, not both")
+    if req.candidates_file:
+        cands = load_candidates(Path(req.candidates_file))
+    else:
+        cands = candidates_from_models(req.models, reference=cohort.cohort.quality.reference)
+    if not 1 <= req.probes <= harness.limits.MAX_PROBES:
+        raise ConfigError(f"--probes {req.probes}: expected 1..{harness.limits.MAX_PROBES}")
+    shapes = dict(probes_mod.parse_shape_option(s) for s in req.shapes)
+    dims = dict(probes_mod.parse_dim_option(d) for d in req.dims)
+    arts, infos, probes, labels = {}, {}, {}, {}
+    for c in cands.candidates:
+        a, i = artefacts.prepare(c)
+        arts[c.name], infos[c.name] = a, i
+        onnx = i.get("onnx")
+        if onnx is None:
+            probes[c.name], labels[c.name] = [], None
+            continue
+        inputs = probes_mod.resolve_shapes(onnx, shapes, dims)
+        if cands.eval:
+            probes[c.name], labels[c.name] = probes_mod.load_eval(cands.eval, inputs, harness.limits.MAX_PROBES)
+        else:
+            probes[c.name], labels[c.name] = probes_mod.generate(inputs, req.probes), None
+    # A Core ML-only candidate borrows the probes of the candidate it derives from.
+    for c in cands.candidates:
+        if not probes[c.name] and c.spec.from_ and probes.get(c.spec.from_):
+            probes[c.name], labels[c.name] = probes[c.spec.from_], labels[c.spec.from_]
+    lab = load_lab(req.lab) if req.lab else None
+    config = {
+        "cohort_path": str(cohort.path), "cohort": cohort.cohort.model_dump(mode="json"),
+        "profiles": [p.model_dump(mode="json") for p in cohort.profiles],
+        "candidates_file": str(req.candidates_file) if req.candidates_file else None,
+        "models": list(req.models), "shapes": list(req.shapes), "dims": list(req.dims),
+        "lab": str(req.lab) if req.lab else None, "probes": req.probes,
+        "reference": cands.reference,
+        "candidates": {c.name: {"technique": c.spec.technique, "from": c.spec.from_,
+                                "onnx": str(c.onnx) if c.onnx else None,
+                                "coreml": str(c.coreml) if c.coreml else None}
+                       for c in cands.candidates},
+        "lab_agents": [a.model_dump(mode="json") for a in lab.agents] if lab else None,
+    }
+    return Prepared(cohort, cands, arts, infos, probes, labels, config, lab)
+
+
+def run_cohort(req: RunRequest, progress: Progress = lambda e: None) -> RunOutcome:
+    from harness.controller import run as run_mod
+
+    prep = prepare(req)
+    return run_mod.run_prepared(req, prep, progress)
+
+
+def open_store(url: Optional[str], create: bool = True):
+    from harness.store import open_store as _open
+
+    return _open(url, create=create)
+
+
+def list_devices(lab: Optional[Path], drivers: Optional[Sequence[str]] = None) -> dict:
+    from harness.controller.agents import EMBEDDED_DRIVERS, connect
+
+    lab_obj = load_lab(lab) if lab else None
+    conn = connect(lab_obj, lab, embedded_drivers=drivers or EMBEDDED_DRIVERS)
+    try:
+        return {"agents": {name: {"address": c.address, "drivers": [
+            {"name": d, "available": ok, "reason": why} for d, ok, why in conn.drivers.get(name, [])]}
+            for name, c in conn.clients.items()},
+            "devices": [{"agent": d.agent, "id": d.id, "platform": d.platform, "state": d.state,
+                         "state_reason": d.state_reason, "facts": dict(d.facts),
+                         "runtimes": [{"name": r.name, "version": r.version, "eps": list(r.eps)} for r in d.runtimes]}
+                        for d in conn.devices]}
+    finally:
+        conn.close()
+
+
+def resolve_run(store, ref: str) -> str:
+    run_id = store.resolve_run(ref)
+    if run_id is None:
+        raise ConfigError(f"unknown run {ref!r} in {store.path} (see `harness runs`)")
+    return run_id
+
+
+def report(store_url: Optional[str], ref: str) -> dict:
+    from harness.report.document import build_report
+
+    store = open_store(store_url, create=False)
+    try:
+        return build_report(store, resolve_run(store, ref))
+    finally:
+        store.close()

@@ -1,0 +1,167 @@
+"""The `harness` command line: parses, calls harness.api, renders. Heavy
+imports happen inside the commands so `harness --help` stays instant."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Device-lab benchmark harness for edge ML.")
+agent_app = typer.Typer(no_args_is_help=True, help="Run a device-lab agent.")
+app.add_typer(agent_app, name="agent")
+
+
+def fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _known_errors() -> tuple:
+    from harness.config.loading import ConfigError
+    from harness.controller.client import AgentError
+    from harness.store import StoreError
+
+    return ConfigError, AgentError, StoreError
+
+
+def guarded(fn):
+    """Run fn(); known failures become one line on stderr and exit code 2."""
+    try:
+        return fn()
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130)
+    except _known_errors() as exc:
+        fail(str(exc))
+
+
+@app.command()
+def run(
+    cohort: str = typer.Option(..., "--cohort", "-c", help="Cohort name (device_profiles/cohorts/NAME.yaml) or path."),
+    candidates: Optional[Path] = typer.Option(None, "--candidates", help="Candidates file (YAML)."),
+    model: List[str] = typer.Option([], "--model", "-m", help="NAME=PATH of an ONNX model; repeatable."),
+    shape: List[str] = typer.Option([], "--shape", help="INPUT=1x3x224x224: a concrete input shape; repeatable."),
+    dim: List[str] = typer.Option([], "--dim", help="NAME=N: size of a symbolic dimension; repeatable."),
+    lab: Optional[Path] = typer.Option(None, "--lab", help="Lab file listing agents; default: an embedded local agent."),
+    store: Optional[str] = typer.Option(None, "--store", help="Results store path (default .harness/results.sqlite)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for report.json / report.md / report.html."),
+    probes: int = typer.Option(8, "--probes", help="Generated probe inputs per candidate (no eval set)."),
+    drivers: Optional[str] = typer.Option(None, "--drivers", help="Embedded agent drivers (default host,browser)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
+):
+    """Benchmark candidates on a cohort's devices and store the results."""
+    from harness import api
+    from harness.cli_render import ProgressPrinter, print_summary
+
+    req = api.RunRequest(
+        cohort=cohort, candidates_file=candidates, models=model, shapes=shape, dims=dim, lab=lab, store=store,
+        out=out, probes=probes, drivers=[d.strip() for d in drivers.split(",") if d.strip()] if drivers else None,
+    )
+    printer = ProgressPrinter(quiet=quiet)
+    outcome = guarded(lambda: api.run_cohort(req, printer))
+    print_summary(outcome)
+    if outcome.interrupted:
+        raise typer.Exit(130)
+    code = getattr(outcome, "exit_code", 0)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+def devices(
+    lab: Optional[Path] = typer.Option(None, "--lab", help="Lab file; default: the embedded local agent."),
+    drivers: Optional[str] = typer.Option(None, "--drivers", help="Embedded agent drivers (default host,browser)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+):
+    """List the devices every agent can reach, with their state and runtimes."""
+    from harness import api
+    from harness.cli_render import print_devices
+
+    info = guarded(lambda: api.list_devices(lab, [d.strip() for d in drivers.split(",")] if drivers else None))
+    if as_json:
+        typer.echo(json.dumps(info, indent=1))
+    else:
+        print_devices(info)
+
+
+@app.command()
+def runs(store: Optional[str] = typer.Option(None, "--store"), limit: int = typer.Option(20, "--limit")):
+    """List stored runs, newest first."""
+    from harness import api
+    from harness.cli_render import print_runs
+
+    def go():
+        s = api.open_store(store, create=False)
+        try:
+            return s.list_runs(limit)
+        finally:
+            s.close()
+
+    print_runs(guarded(go))
+
+
+@app.command()
+def report(
+    run_ref: str = typer.Argument(..., metavar="RUN", help="Run id, unique prefix, or 'latest'."),
+    format: str = typer.Option("md", "--format", "-f", help="md | json | html"),
+    store: Optional[str] = typer.Option(None, "--store"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file instead of stdout."),
+):
+    """Print (or write) a stored run's report."""
+    from harness import api
+
+    if format not in ("md", "json", "html"):
+        fail(f"--format {format!r}: expected md, json or html")
+    doc = guarded(lambda: api.report(store, run_ref))
+    if format == "json":
+        text = json.dumps(doc, indent=1, default=str)
+    elif format == "md":
+        from harness.report.markdown import render
+
+        text = render(doc)
+    else:
+        try:
+            from harness.report.html import render as render_html
+        except ImportError:
+            fail("the HTML report is not available in this installation")
+        text = render_html(doc)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        typer.echo(str(out), err=True)
+    else:
+        typer.echo(text)
+
+
+@agent_app.command("serve")
+def agent_serve(
+    listen: Optional[str] = typer.Option(None, "--listen", help="HOST:PORT (default 127.0.0.1:50051; port 0 picks one)."),
+    drivers: Optional[str] = typer.Option(None, "--drivers", help="Comma-separated drivers (default host)."),
+    token_file: Optional[Path] = typer.Option(None, "--token-file", help="File holding the bearer token callers must send."),
+    config: Optional[Path] = typer.Option(None, "--config", help="agent.yaml; flags override its keys."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Model cache folder."),
+    port_file: Optional[Path] = typer.Option(None, "--port-file", help="Write the bound port here once listening."),
+):
+    """Serve this machine's devices to controllers over gRPC until stopped."""
+    from harness.agent_cli import serve
+
+    guarded(lambda: serve(listen=listen, drivers=drivers, token_file=token_file, config=config,
+                          cache_dir=cache_dir, port_file=port_file))
+
+
+def main() -> None:
+    from harness.commands import register_all
+
+    register_all(app)
+    app(prog_name="harness")
+
+
+if __name__ == "__main__":
+    main()

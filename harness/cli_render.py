@@ -1,0 +1,117 @@
+"""Rendering for the CLI: progress lines on stderr, tables on stdout."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import sys
+import threading
+import time
+
+from harness.report.markdown import HEADER, fmt_mb, fmt_ms, status, summary_rows
+
+
+def _table(header, rows) -> str:
+    widths = [len(h) for h in header]
+    for r in rows:
+        for i, c in enumerate(r):
+            widths[i] = max(widths[i], len(str(c)))
+    line = lambda cells: "  ".join(str(c).ljust(widths[i]) for i, c in enumerate(cells)).rstrip()
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+class ProgressPrinter:
+    """Receives api progress events; prints one line per meaningful change."""
+
+    def __init__(self, quiet: bool = False, stream=None):
+        self.quiet = quiet
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.total = 0
+        self.done = 0
+        self._lock = threading.Lock()
+        self._last: dict[str, float] = {}
+
+    def _say(self, text: str) -> None:
+        if not self.quiet:
+            with self._lock:
+                self.stream.write(text + "\n")
+                self.stream.flush()
+
+    def __call__(self, e: dict) -> None:
+        kind = e.get("event")
+        if kind == "plan":
+            self.total = e["jobs"] + e["gaps"]
+            self._say(f"run {e['run_id']}: {e['jobs']} job(s), {e['gaps']} gap(s) on "
+                      + ", ".join(f"{n} ({a})" for n, a in e["agents"].items()))
+            for agent, drivers in e.get("drivers", {}).items():
+                for name, ok, why in drivers:
+                    if not ok:
+                        self._say(f"  driver {name} on {agent} unavailable: {why}")
+            for prof, devs in e.get("matched", {}).items():
+                self._say(f"  {prof}: {', '.join(devs) if devs else 'no matching device'}")
+        elif kind == "gap":
+            self.done += 1
+            self._say(f"[{self.done}/{self.total}] {e['key']}: not run — {e['message']}")
+        elif kind == "upload":
+            if e["models"]:
+                self._say(f"  uploaded {e['models']} model(s), {e['bytes'] / 1e6:.1f} MB to {e['agent']} "
+                          f"in {e['seconds']:.2f} s ({e['held']} already held)")
+            else:
+                self._say(f"  {e['agent']} already holds all {e['held']} model(s)")
+        elif kind == "started":
+            self._say(f"  → {e['key']} on {e['device']}")
+        elif kind == "progress":
+            now = time.monotonic()
+            if self.tty or now - self._last.get(e["key"], 0) >= 5.0:
+                self._last[e["key"]] = now
+                self._say(f"    {e['key']}: {e['phase']} {e['samples']} samples, {e['elapsed_s']:.1f} s")
+        elif kind == "result":
+            self.done += 1
+            r = e["record"]
+            t = r.get("timing") or {}
+            if r.get("error"):
+                self._say(f"[{self.done}/{self.total}] {e['key']}: {status(r)} — {r['error'].get('message', '')[:300]}")
+            else:
+                self._say(f"[{self.done}/{self.total}] {e['key']}: p50 {fmt_ms(t.get('p50_ms'))} ms, "
+                          f"p90 {fmt_ms(t.get('p90_ms'))} ms, n={t.get('n')}, "
+                          f"peak {fmt_mb((r.get('memory') or {}).get('peak_bytes'))} MB")
+
+
+def print_summary(outcome) -> None:
+    doc = outcome.report
+    print(f"run id: {outcome.run_id}")
+    print(_table(HEADER, summary_rows(doc["results"])))
+    try:
+        from harness.report.analysis_md import decision_line
+        line = decision_line(doc)
+        if line:
+            print(line)
+    except ImportError:
+        pass
+    for p in outcome.out_files:
+        print(f"wrote {p}")
+
+
+def print_devices(info: dict) -> None:
+    for name, a in info["agents"].items():
+        print(f"agent {name} ({a['address']})")
+        for d in a["drivers"]:
+            print(f"  driver {d['name']}: " + ("available" if d["available"] else f"unavailable — {d['reason']}"))
+    rows = []
+    for d in info["devices"]:
+        f = d["facts"]
+        rts = "; ".join(f"{r['name']} {r['version']} [{' '.join(r['eps'])}]" for r in d["runtimes"])
+        state = d["state"] + (f" ({d['state_reason']})" if d["state_reason"] else "")
+        rows.append([d["agent"], d["id"], d["platform"], f.get("model", ""), f.get("os_version", ""), state, rts])
+    if rows:
+        print(_table(["agent", "device", "platform", "model", "os", "state", "runtimes"], rows))
+    else:
+        print("no devices")
+
+
+def print_runs(runs: list[dict]) -> None:
+    rows = []
+    for r in runs:
+        started = _dt.datetime.fromtimestamp(r["started"]).strftime("%Y-%m-%d %H:%M:%S")
+        rows.append([r["id"], r["cohort"], started, r["status"], f"{r['results']}/{r['jobs']}"])
+    print(_table(["run", "cohort", "started", "status", "results"], rows) if rows else "no runs")

@@ -1,0 +1,99 @@
+"""YAML -> pydantic with errors a person can act on.
+
+Every failure becomes one ConfigError whose text names the file, the key
+path and what was expected: `cohorts/x.yaml: budgets.latency_p90_ms: expected
+a number, got 'fast'`. Unknown keys are errors (models forbid extras).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Type, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ConfigError(Exception):
+    """A configuration problem, already phrased for the user (one line)."""
+
+
+_EXPECT = {
+    "float_parsing": "a number", "float_type": "a number", "int_parsing": "an integer",
+    "int_type": "an integer", "int_from_float": "an integer", "bool_parsing": "true or false",
+    "bool_type": "true or false", "string_type": "a string", "list_type": "a list",
+    "dict_type": "a mapping", "model_type": "a mapping", "model_attributes_type": "a mapping",
+    "missing": "a value (required key is missing)", "extra_forbidden": "no such key (unknown keys are errors)",
+    "greater_than_equal": None, "less_than_equal": None, "greater_than": None, "less_than": None,
+    "literal_error": None,
+}
+
+
+def _loc(loc: tuple) -> str:
+    parts: list[str] = []
+    for p in loc:
+        if isinstance(p, int):
+            parts.append(f"[{p}]")
+        elif p in ("str", "function-after", "function-before", "function-plain", "constrained-str"):
+            continue
+        elif "[" in str(p):  # union branch labels like 'DeviceProfile' or 'str'
+            continue
+        else:
+            parts.append(("." if parts else "") + str(p))
+    return "".join(parts) or "(top level)"
+
+
+def describe_validation_error(source: str, err: ValidationError) -> str:
+    errors = err.errors(include_url=False)
+    # Prefer the most specific error (deepest location) of a union's branches.
+    first = max(errors, key=lambda e: len(e.get("loc", ())))
+    loc = _loc(tuple(first.get("loc", ())))
+    kind = first.get("type", "")
+    expected = _EXPECT.get(kind, "")
+    if not expected:
+        expected = first.get("msg", "invalid value")
+        expected = expected[0].lower() + expected[1:] if expected else expected
+        text = f"{source}: {loc}: {expected}"
+    else:
+        text = f"{source}: {loc}: expected {expected}"
+    if kind not in ("missing", "extra_forbidden") and "input" in first:
+        value = first["input"]
+        if not isinstance(value, (dict, list)):
+            text += f", got {value!r}"
+    more = len(errors) - 1
+    if more > 0:
+        text += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return text
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({exc})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: {where}invalid YAML ({problem})") from None
+
+
+def validate(source: str, data: Any, model: Type[M], context: dict | None = None) -> M:
+    if data is None:
+        raise ConfigError(f"{source}: the file is empty (expected a mapping)")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return model.model_validate(data, context=context)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(source, exc)) from None
+
+
+def load_yaml(path: Path, model: Type[M], context: dict | None = None) -> M:
+    return validate(str(path), read_yaml(path), model, context)

@@ -1,0 +1,1 @@
+"""Controller: plan jobs, schedule them on agents, collect results."""

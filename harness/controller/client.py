@@ -1,0 +1,210 @@
+"""The controller's side of the agent protocol: deadlines on every call,
+automatic retry of UNAVAILABLE only (jittered exponential backoff), uploads
+that skip what the agent holds and resume what it half holds."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Optional, Sequence
+
+import grpc
+
+from harness import limits
+from harness._proto.v1 import agent_pb2 as pb
+from harness._proto.v1 import agent_pb2_grpc as pb_grpc
+
+
+class AgentError(Exception):
+    """A failure talking to an agent, phrased for the user."""
+
+    def __init__(self, message: str, code: Optional[grpc.StatusCode] = None):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Credentials:
+    token: Optional[str] = None
+    ca: Optional[bytes] = None
+    cert: Optional[bytes] = None
+    key: Optional[bytes] = None
+
+
+def _channel_options() -> list:
+    return [
+        ("grpc.max_receive_message_length", limits.MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", limits.MAX_MESSAGE_BYTES),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        # Retries are ours (UNAVAILABLE only, with our backoff).
+        ("grpc.enable_retries", 0),
+    ]
+
+
+def backoff_delays(attempts: int, base: float = limits.RETRY_BASE_DELAY_S,
+                   cap: float = limits.RETRY_MAX_DELAY_S, rng: random.Random | None = None) -> list[float]:
+    """Full-jitter exponential backoff: attempt k waits U(0, min(cap, base*2^k))."""
+    r = rng or random.Random()
+    return [r.uniform(0, min(cap, base * (2 ** k))) for k in range(attempts)]
+
+
+class AgentClient:
+    def __init__(self, name: str, address: str, creds: Credentials = Credentials(),
+                 sleep: Callable[[float], None] = time.sleep):
+        self.name = name
+        self.address = address
+        self.creds = creds
+        self._sleep = sleep
+        if creds.ca is not None:
+            ssl = grpc.ssl_channel_credentials(root_certificates=creds.ca, private_key=creds.key,
+                                               certificate_chain=creds.cert)
+            self.channel = grpc.secure_channel(address, ssl, options=_channel_options())
+        else:
+            self.channel = grpc.insecure_channel(address, options=_channel_options())
+        self.stub = pb_grpc.AgentStub(self.channel)
+        self._metadata = (("authorization", f"Bearer {creds.token}"),) if creds.token else ()
+
+    def close(self) -> None:
+        self.channel.close()
+
+    # -- plumbing ----------------------------------------------------------------
+    def _describe_error(self, what: str, err: grpc.RpcError) -> AgentError:
+        code = err.code() if hasattr(err, "code") else None
+        details = err.details() if hasattr(err, "details") else str(err)
+        if code == grpc.StatusCode.UNAUTHENTICATED:
+            hint = ("this agent requires a token: set token_file for it in the lab file"
+                    if not self.creds.token else "the token in this agent's token_file was refused")
+            return AgentError(f"agent {self.name} ({self.address}): {what} refused: {details}; {hint}", code)
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return AgentError(f"agent {self.name} ({self.address}): {what} timed out", code)
+        if code == grpc.StatusCode.UNAVAILABLE:
+            return AgentError(f"agent {self.name} ({self.address}) is unavailable: {details}", code)
+        return AgentError(f"agent {self.name} ({self.address}): {what} failed: {code.name if code else ''} {details}", code)
+
+    def _unary(self, what: str, fn, request, timeout: float, attempts: int = limits.RETRY_ATTEMPTS):
+        delays = backoff_delays(attempts)
+        for k in range(attempts + 1):
+            try:
+                return fn(request, timeout=timeout, metadata=self._metadata)
+            except grpc.RpcError as err:
+                if err.code() != grpc.StatusCode.UNAVAILABLE or k == attempts:
+                    raise self._describe_error(what, err) from None
+                self._sleep(delays[k])
+        raise AssertionError("unreachable")
+
+    # -- calls -------------------------------------------------------------------
+    def wait_ready(self, timeout: float = limits.CONNECT_TIMEOUT_S) -> None:
+        try:
+            grpc.channel_ready_future(self.channel).result(timeout=timeout)
+        except grpc.FutureTimeoutError:
+            raise AgentError(f"agent {self.name} at {self.address} did not answer within {timeout:g} s "
+                             "(is `harness agent serve` running there, and is the address right?)",
+                             grpc.StatusCode.UNAVAILABLE) from None
+
+    def describe(self) -> pb.DescribeResponse:
+        return self._unary("Describe", self.stub.Describe, pb.DescribeRequest(), limits.DESCRIBE_TIMEOUT_S)
+
+    def find_missing(self, digests: Sequence[str]) -> dict[str, int]:
+        resp = self._unary("FindMissingModels", self.stub.FindMissingModels,
+                           pb.FindMissingModelsRequest(digests=list(digests)), limits.FIND_MISSING_TIMEOUT_S)
+        return {m.digest: m.committed_bytes for m in resp.missing}
+
+    def cancel(self, job_id: str) -> pb.CancelResponse:
+        return self._unary("Cancel", self.stub.Cancel, pb.CancelRequest(job_id=job_id), limits.CANCEL_TIMEOUT_S)
+
+    def upload(self, path: Path, digest: str, fmt: str, offset: int = 0,
+               chunk_bytes: int = limits.CHUNK_BYTES) -> pb.UploadModelResponse:
+        size = Path(path).stat().st_size
+        timeout = limits.UPLOAD_BASE_TIMEOUT_S + size / limits.UPLOAD_MIN_RATE_BYTES_S
+
+        def chunks(start: int) -> Iterator[pb.UploadChunk]:
+            header = pb.ModelHeader(digest=digest, size_bytes=size, format=fmt, offset=start)
+            with open(path, "rb") as fh:
+                fh.seek(start)
+                data = fh.read(chunk_bytes)
+                yield pb.UploadChunk(header=header, data=data)
+                while True:
+                    data = fh.read(chunk_bytes)
+                    if not data:
+                        return
+                    yield pb.UploadChunk(data=data)
+
+        delays = backoff_delays(limits.RETRY_ATTEMPTS)
+        start = offset
+        for k in range(limits.RETRY_ATTEMPTS + 1):
+            try:
+                return self.stub.UploadModel(chunks(start), timeout=timeout, metadata=self._metadata)
+            except grpc.RpcError as err:
+                if err.code() != grpc.StatusCode.UNAVAILABLE or k == limits.RETRY_ATTEMPTS:
+                    raise self._describe_error(f"upload of {Path(path).name}", err) from None
+                self._sleep(delays[k])
+                # Resume from what the agent committed before the break.
+                start = self.find_missing([digest]).get(digest, 0)
+        raise AssertionError("unreachable")
+
+    def ensure_models(self, models: Sequence[tuple[Path, str, str]]) -> tuple[int, int]:
+        """Upload the (path, digest, format) the agent lacks; returns
+        (models uploaded, bytes sent)."""
+        if not models:
+            return 0, 0
+        missing = self.find_missing([d for _, d, _ in models])
+        sent = uploaded = 0
+        for path, digest, fmt in models:
+            if digest not in missing:
+                continue
+            offset = missing[digest]
+            self.upload(path, digest, fmt, offset)
+            uploaded += 1
+            sent += Path(path).stat().st_size - offset
+        return uploaded, sent
+
+    def run(self, job: pb.Job, on_event: Callable[[pb.RunEvent], None], deadline_s: float) -> pb.Result:
+        """Run a job to its result. A broken stream (UNAVAILABLE) re-sends the
+        same job id, which re-attaches to the running job on the agent."""
+        delays = backoff_delays(limits.RETRY_ATTEMPTS)
+        end = time.monotonic() + deadline_s
+        attempt = 0
+        while True:
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                raise AgentError(f"agent {self.name}: job {job.job_id} produced no result within {deadline_s:.0f} s",
+                                 grpc.StatusCode.DEADLINE_EXCEEDED)
+            try:
+                for ev in self.stub.Run(pb.RunRequest(job=job), timeout=remaining, metadata=self._metadata):
+                    if ev.HasField("result"):
+                        return ev.result
+                    on_event(ev)
+                raise AgentError(f"agent {self.name}: job {job.job_id}: the stream ended without a result",
+                                 grpc.StatusCode.UNAVAILABLE)
+            except grpc.RpcError as err:
+                if err.code() != grpc.StatusCode.UNAVAILABLE or attempt >= limits.RETRY_ATTEMPTS:
+                    raise self._describe_error(f"job {job.job_id}", err) from None
+            except AgentError as err:
+                if attempt >= limits.RETRY_ATTEMPTS:
+                    raise err
+            self._sleep(delays[attempt])
+            attempt += 1
+
+
+def load_credentials(token_file: Optional[str], tls: Optional[dict], base: Path) -> Credentials:
+    def read(p: str) -> bytes:
+        path = (base / Path(p).expanduser()).resolve() if not Path(p).expanduser().is_absolute() else Path(p).expanduser()
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise AgentError(f"cannot read {path}: {exc.strerror}") from None
+
+    token = None
+    if token_file:
+        token = read(token_file).decode("utf-8", "replace").strip()
+        if not token:
+            raise AgentError(f"token file {token_file} is empty")
+    if tls:
+        return Credentials(token=token, ca=read(tls["ca"]),
+                           cert=read(tls["cert"]) if tls.get("cert") else None,
+                           key=read(tls["key"]) if tls.get("key") else None)
+    return Credentials(token=token)

@@ -1,0 +1,125 @@
+"""One run end to end: connect, plan, upload, execute, store, report."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import harness
+from harness import wire
+from harness.controller.agents import connect
+from harness.controller.execute import Outcome, execute
+from harness.controller.plan import make_plan
+from harness.measure.record import build_record
+from harness.store.sqlite import pack_arrays
+
+log = logging.getLogger("harness.controller")
+
+
+def run_prepared(req: Any, prep: Any, progress) -> Any:
+    from harness.api import RunOutcome, new_run_id, open_store
+    from harness.report.document import build_report, write_reports
+
+    # Agents first: an agent that does not answer must not leave a run behind.
+    conn = connect(prep.lab, Path(req.lab) if req.lab else None,
+                   embedded_drivers=req.drivers or ("host", "browser"))
+    store = None
+    try:
+        store = open_store(req.store)
+        plan = make_plan(prep.cohort.profiles, [c.name for c in prep.cands.candidates], prep.artefacts,
+                         conn.devices, prep.cohort.cohort.measure.policy())
+        run_id = new_run_id()
+        progress({"event": "plan", "run_id": run_id, "jobs": len(plan.jobs), "gaps": len(plan.gaps),
+                  "agents": {n: c.address for n, c in conn.clients.items()},
+                  "drivers": conn.drivers,
+                  "matched": {p: [d.key for d in ds] for p, ds in plan.matched.items()}})
+        store.create_run(run_id, prep.cohort.cohort.name, harness.__version__, prep.config)
+        store.add_jobs(run_id, [(j.key, j.index, {"profile": j.profile.id, "candidate": j.candidate,
+                                                  "target": j.target.key()}) for j in plan.jobs]
+                       + [(g.key, 100000 + i, {"profile": g.profile.id, "candidate": g.candidate,
+                                                "target": g.target.key(), "gap": g.kind})
+                          for i, g in enumerate(plan.gaps)])
+        for cand, probes in prep.probes.items():
+            if probes:
+                store.put_blob(run_id, f"probes/{cand}", pack_arrays(probes))
+            if prep.labels.get(cand):
+                store.put_blob(run_id, f"labels/{cand}", pack_arrays([{"labels": l} for l in prep.labels[cand]]))
+
+        def model_record(cand: str, fmt: str):
+            info = prep.infos.get(cand, {}).get(fmt)
+            return info.record() if info else None
+
+        technique = {c.name: c.spec.technique for c in prep.cands.candidates}
+        for g in plan.gaps:
+            rec = build_record(job_key=g.key, candidate=g.candidate, technique=technique[g.candidate],
+                               profile=g.profile, target=g.target, model=None, device=None, result=None,
+                               attempts=0, error={"stage": "plan", "kind": g.kind, "message": g.message})
+            store.put_result(run_id, g.key, rec)
+            progress({"event": "gap", "key": g.key, "kind": g.kind, "message": g.message})
+
+        # Upload what each agent lacks, once per agent.
+        devices = {d.key: d for d in conn.devices}
+        per_agent: dict[str, dict[str, Any]] = {}
+        for j in plan.jobs:
+            for k in j.eligible:
+                per_agent.setdefault(devices[k].agent, {})[j.artefact.digest] = j.artefact
+        for agent, arts in per_agent.items():
+            t0 = time.monotonic()
+            n, sent = conn.clients[agent].ensure_models(
+                [(Path(a.path), a.digest, a.format) for a in arts.values()])
+            progress({"event": "upload", "agent": agent, "models": n, "bytes": sent,
+                      "held": len(arts) - n, "seconds": time.monotonic() - t0})
+
+        probes_pb = {c: [wire.tensors_to_pb(p) for p in ps] for c, ps in prep.probes.items()}
+        lock = threading.Lock()
+
+        def on_outcome(o: Outcome) -> None:
+            dev = o.device
+            device = {"id": dev.id, "agent": dev.agent, "platform": dev.platform, "facts": dict(dev.facts)} \
+                if dev else None
+            rec = build_record(job_key=o.job.key, candidate=o.job.candidate, technique=technique[o.job.candidate],
+                               profile=o.job.profile, target=o.job.target,
+                               model=model_record(o.job.candidate, o.job.artefact.format),
+                               device=device, result=o.result, attempts=o.attempts, error=o.error)
+            outputs = (o.result or {}).get("outputs") or None
+            with lock:
+                store.put_result(run_id, o.job.key, rec, outputs)
+            progress({"event": "result", "key": o.job.key, "record": rec})
+
+        def on_event(job, dev, ev) -> None:
+            kind = ev.WhichOneof("kind")
+            data = {"event": kind, "key": job.key, "device": dev.key}
+            if kind == "queued":
+                data["position"] = ev.queued.position
+            elif kind == "progress":
+                data.update(phase=ev.progress.phase, samples=ev.progress.samples, elapsed_s=ev.progress.elapsed_s)
+            progress(data)
+
+        def on_attempt(job, dev, attempt, agent_job_id, outcome, message) -> None:
+            store.record_attempt(run_id, job.key, attempt, dev.agent, dev.id, agent_job_id, outcome, message)
+
+        interrupted = False
+        try:
+            execute(run_id, plan.jobs, devices, conn.clients, probes_pb, on_outcome, on_event, on_attempt)
+        except KeyboardInterrupt:
+            interrupted = True
+        done = store.done_keys(run_id)
+        if not interrupted:
+            for j in plan.jobs:
+                if j.key not in done:
+                    rec = build_record(job_key=j.key, candidate=j.candidate, technique=technique[j.candidate],
+                                       profile=j.profile, target=j.target, model=None, device=None, result=None,
+                                       attempts=0, error={"stage": "schedule", "kind": "not_run",
+                                                          "message": "no device ran this job"})
+                    store.put_result(run_id, j.key, rec)
+        store.finish_run(run_id, "interrupted" if interrupted else "finished")
+        doc = build_report(store, run_id)
+        files = write_reports(doc, Path(req.out)) if req.out else []
+        return RunOutcome(run_id, doc, files, interrupted)
+    finally:
+        conn.close()
+        if store is not None:
+            store.close()

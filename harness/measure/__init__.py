@@ -1,0 +1,1 @@
+"""Measurement discipline: policy, stop rule, statistics, validity flags."""

@@ -1,0 +1,109 @@
+"""Building the result record (DESIGN.md's shape) from what an agent sent.
+
+Statistics are recomputed here from the raw samples; validity combines the
+driver's own flags with the stability checks run on those samples.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from harness.measure import stats
+
+
+def build_record(
+    *,
+    job_key: str,
+    candidate: str,
+    technique: str,
+    profile: Any,  # DeviceProfile
+    target: Any,  # Target
+    model: Optional[dict],
+    device: Optional[dict],  # {id, agent, platform, facts}
+    result: Optional[dict],  # harness.wire.result_from_pb output
+    attempts: int = 1,
+    error: Optional[dict] = None,
+) -> dict:
+    dev = device or {}
+    record: dict = {
+        "job": job_key,
+        "device": {
+            "id": dev.get("id"),
+            "agent": dev.get("agent"),
+            "profile": profile.id,
+            "platform": dev.get("platform") or profile.platform,
+            "tier": profile.tier,
+            "share": profile.share,
+            "memory_budget_mb": profile.memory_budget_mb,
+            "facts": _facts(dev.get("facts") or {}),
+        },
+        "candidate": candidate,
+        "technique": technique,
+        "model": model,
+        "runtime": {"name": target.runtime, "version": target.version or None, "ep": target.ep,
+                    "options": target.str_options()},
+        "target": target.key(),
+        "timing": None,
+        "memory": None,
+        "placement": None,
+        "parity": None,
+        "validity": None,
+        "error": error,
+        "attempts": attempts,
+        "details": {},
+    }
+    if result is None:
+        return record
+    rt = result.get("runtime") or {}
+    if rt.get("name"):
+        record["runtime"] = {"name": rt["name"], "version": rt.get("version") or None,
+                             "ep": rt.get("ep") or target.ep, "options": rt.get("options") or {}}
+    samples = list(result.get("samples_ms") or [])
+    timing = {"load_ms": result.get("load_ms"), "first_run_ms": result.get("first_run_ms"),
+              "samples_ms": samples}
+    timing.update(stats.summarize(samples))
+    record["timing"] = timing
+    record["memory"] = result.get("memory")
+    record["placement"] = result.get("placement")
+    v = result.get("validity") or {}
+    warnings = list(v.get("warnings") or [])
+    if samples:
+        warnings.extend(stats.stability_warnings(samples))
+        if timing.get("p99_ms") is None and samples:
+            warnings.append(f"p99 not reported: {len(samples)} samples, its 95% CI needs at least "
+                            f"{stats.min_samples_for(0.99)}")
+    if v.get("stop_reason") == "max_s":
+        warnings.append("stopped at max_s before the p90's confidence interval reached target_ci")
+    details = result.get("details") or {}
+    cond = details.get("conditions") or {}
+    record["validity"] = {
+        "warmup_done": bool(v.get("warmup_done")),
+        "min_runs_met": bool(v.get("min_runs_met")),
+        "min_time_met": bool(v.get("min_time_met")),
+        "stable": not any(w.startswith(("unstable", "drift")) or "outlier" in w for w in warnings),
+        "stop_reason": v.get("stop_reason") or None,
+        "thermal": {"before": cond.get("before", {}).get("thermal_c") or cond.get("before", {}).get("thermal"),
+                    "after": cond.get("after", {}).get("thermal_c") or cond.get("after", {}).get("thermal")}
+        if cond else None,
+        "warnings": warnings,
+    }
+    record["details"] = details
+    if result.get("error"):
+        record["error"] = result["error"]
+    return record
+
+
+_NUMERIC_FACTS = ("ram_mb", "cpu_count", "cpu_cores", "sdk")
+
+
+def _facts(facts: dict) -> dict:
+    out: dict = {}
+    for k, v in facts.items():
+        if k in _NUMERIC_FACTS:
+            try:
+                out[k] = int(v)
+                continue
+            except (TypeError, ValueError):
+                pass
+        out[k] = v
+    return out

@@ -1,0 +1,1 @@
+"""Reports: the JSON document (the result record of DESIGN.md), Markdown and HTML."""

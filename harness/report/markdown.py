@@ -1,0 +1,97 @@
+"""Markdown rendering of the report document."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+
+def fmt_ms(v: Optional[float]) -> str:
+    if v is None:
+        return "—"
+    if v >= 100:
+        return f"{v:.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    return f"{v:.3f}" if v < 1 else f"{v:.2f}"
+
+
+def fmt_mb(b: Optional[float]) -> str:
+    return "—" if b is None else f"{b / (1024 * 1024):.1f}"
+
+
+def status(r: dict) -> str:
+    e = r.get("error")
+    if e:
+        return f"{e.get('stage')}: {e.get('kind')}"
+    v = r.get("validity") or {}
+    return "ok" if v.get("stable", True) else "ok (unstable)"
+
+
+def summary_rows(results: list[dict]) -> list[list[str]]:
+    rows = []
+    for r in results:
+        t = r.get("timing") or {}
+        m = r.get("memory") or {}
+        p = r.get("placement") or {}
+        rt = r.get("runtime") or {}
+        fb = p.get("cpu_fallback_nodes")
+        rows.append([
+            f"{r['device'].get('profile')}" + (f" ({r['device'].get('id')})" if r["device"].get("id") else ""),
+            r.get("candidate", ""),
+            f"{rt.get('name')} {rt.get('version') or ''} {rt.get('ep')}".replace("  ", " "),
+            fmt_ms(t.get("p50_ms")), fmt_ms(t.get("p90_ms")), fmt_ms(t.get("p99_ms")),
+            str(t.get("n") or "—"), fmt_ms(t.get("load_ms")), fmt_mb(m.get("peak_bytes")),
+            "—" if not p else f"{fb}/{p.get('nodes_total')}",
+            status(r),
+        ])
+    return rows
+
+
+HEADER = ["device", "candidate", "runtime", "p50 ms", "p90 ms", "p99 ms", "n", "load ms", "peak MB",
+          "CPU fallback", "status"]
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for r in rows:
+        out.append("| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |")
+    return "\n".join(out)
+
+
+def render(doc: dict) -> str:
+    run = doc["run"]
+    parts = [f"# harness report — run {run['id']}", "",
+             f"Cohort **{run['cohort']}** · started {run['started']} · finished {run['finished'] or '—'} · "
+             f"status {run['status']} · harness {run['harness_version']}", "",
+             "## Results", "", table(HEADER, summary_rows(doc["results"])), ""]
+    errors = [r for r in doc["results"] if r.get("error")]
+    if errors:
+        parts += ["## Errors and gaps", ""]
+        for r in errors:
+            e = r["error"]
+            parts.append(f"- `{r['job']}` — **{e.get('stage')}/{e.get('kind')}**: {_one_line(e.get('message', ''))}")
+        parts.append("")
+    warned = [r for r in doc["results"] if (r.get("validity") or {}).get("warnings")]
+    if warned:
+        parts += ["## Measurement warnings", ""]
+        for r in warned:
+            for w in r["validity"]["warnings"]:
+                parts.append(f"- `{r['job']}`: {w}")
+        parts.append("")
+    extra = _analysis_sections(doc)
+    if extra:
+        parts.append(extra)
+    return "\n".join(parts)
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    t = " ".join(str(text).split())
+    return t if len(t) <= limit else t[: limit - 1] + "…"
+
+
+def _analysis_sections(doc: dict) -> str:
+    try:
+        from harness.report.analysis_md import render_analysis
+    except ImportError:
+        return ""
+    return render_analysis(doc)
