@@ -64,3 +64,21 @@ PROGRESS_INTERVAL_S = 0.5
 # A Run stream may wait in the agent's device queue behind other
 # controllers' jobs before its own time limit starts counting.
 QUEUE_WAIT_S = 1800.0
+
+# --- quantisation -----------------------------------------------------------
+# Calibration batches fed to static quantisation: ONNX Runtime's calibrators
+# keep every batch's intermediate outputs in memory before computing ranges,
+# and a few hundred representative samples already settle min/max ranges.
+CALIBRATION_MAX_BATCHES = 512
+
+# --- analysis ---------------------------------------------------------------
+# Reference outputs are computed on the controller's CPU, one child process per
+# candidate; an edge model's probes take seconds there, so five minutes only
+# ever stops a model that hangs ONNX Runtime.
+REFERENCE_TIMEOUT_S = 300.0
+# Bootstrap resamples for `harness compare`'s confidence intervals: 2000 keeps
+# the 2.5/97.5 % quantiles of the ratio stable to about a percent.
+COMPARE_BOOTSTRAP = 2000
+# Samples per side fed to the bootstrap and the rank test; a random subset of
+# this size bounds the work (the host driver can return 300 000 samples).
+COMPARE_MAX_SAMPLES = 4000

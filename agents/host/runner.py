@@ -100,6 +100,11 @@ def _session_options(ort, options: dict, log_verbose: bool = False, profile_pref
         if level not in levels:
             raise JobFailed("load", "bad_option", f"graph_optimization_level={level!r}: expected one of {sorted(levels)}")
         so.graph_optimization_level = levels[level]
+    lib = options.get("custom_ops_library")
+    if lib:
+        # Models with custom operators need their kernels' shared library
+        # (e.g. onnxruntime-extensions); it is loaded into the runner only.
+        so.register_custom_ops_library(lib)
     for key, value in options.items():
         if key.startswith("session."):
             so.add_session_config_entry(key, str(value))

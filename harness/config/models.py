@@ -48,8 +48,10 @@ class Target(Strict):
     @field_validator("version", mode="before")
     @classmethod
     def _version_str(cls, v):
-        # YAML reads 1.20 as a float; a version is text.
-        return "" if v is None else str(v)
+        # YAML reads 1.20 as a float; a version is text, as it was written.
+        if v is None:
+            return ""
+        return getattr(v, "text", None) or str(v)
 
     def key(self) -> str:
         opts = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()))

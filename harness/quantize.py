@@ -1,0 +1,404 @@
+"""Quantised candidates of an ONNX model, made with ONNX Runtime's own tools.
+
+Three variants, each a separate candidate so the cohort measures them side by
+side with the float model:
+
+- `dynamic` — `quantize_dynamic`: INT8 weights (signed, per channel by
+  default), activations quantised at run time (DynamicQuantizeLinear +
+  ConvInteger/MatMulInteger). Needs no data.
+- `static` — `quantize_static` in QDQ format (QuantizeLinear/DequantizeLinear
+  pairs around float ops, which runtimes fuse into integer kernels): INT8
+  weights, activations with ranges calibrated on the eval set. ONNX Runtime's
+  CPU guidance is unsigned activations with signed weights (U8S8) and QDQ;
+  per-channel weights cost little and help convolutions whose channels differ
+  in range. `reduce_range` (7-bit weights) is off by default: it protects
+  x86 CPUs without VNNI from saturating but costs precision everywhere else
+  (https://onnxruntime.ai/docs/performance/model-optimizations/quantization.html).
+- `fp16` — onnxruntime.transformers.float16's converter with
+  `keep_io_types=True`: weights and arithmetic in float16, while the model's
+  inputs and outputs stay float32 (a Cast at each end) so the same probes and
+  eval set feed every candidate. Ops the converter's block list marks unsafe
+  in float16 stay float32.
+
+Before INT8 quantisation the model goes through ONNX Runtime's
+`quant_pre_process` (symbolic and ONNX shape inference, then basic graph
+optimisation such as Conv+BatchNorm folding), which the quantiser's own
+documentation asks for; if it fails the original model is used and the result
+says so. Every variant is written to a temporary name, loaded back into an
+ONNX Runtime session and, with an eval set, compared with the float model;
+only when all requested variants succeeded are they renamed into place.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Mapping, Optional, Sequence
+
+import numpy as np
+
+from harness.config.loading import ConfigError
+
+VARIANTS = ("dynamic", "static", "fp16")
+# Candidate-name suffix and file-name infix per variant.
+SUFFIX = {"dynamic": "int8-dynamic", "static": "int8-static", "fp16": "fp16"}
+CALIBRATE_METHODS = ("minmax", "entropy", "percentile")
+ACTIVATION_TYPES = ("uint8", "int8")
+
+
+class QuantizeError(ConfigError):
+    """A quantisation step failed; the text is one line naming the model."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    per_channel: bool = True
+    activation_type: str = "uint8"   # static only; weights are always int8
+    reduce_range: bool = False
+    calibrate: str = "minmax"
+    preprocess: bool = True
+
+
+@dataclass(frozen=True)
+class Check:
+    """How close a variant's outputs stay to the float model on the eval set."""
+    samples: int
+    max_abs: float
+    rel_l2: float
+    top1_agreement: Optional[float]
+
+
+@dataclass(frozen=True)
+class Variant:
+    kind: str
+    candidate: Optional[str]
+    path: Path
+    size_bytes: int
+    op_types: Mapping[str, int]
+    check: Optional[Check]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    source: Path
+    source_bytes: int
+    variants: tuple[Variant, ...]
+    preprocessed: bool
+    notes: tuple[str, ...] = ()
+    manifest: Optional[Path] = None
+    manifest_layout_kept: bool = True
+    eval: Optional[Path] = None
+
+
+def parse_variants(raw: Optional[str]) -> tuple[str, ...]:
+    if raw is None:
+        return VARIANTS
+    kinds = [v.strip().lower() for v in raw.split(",") if v.strip()]
+    bad = [v for v in kinds if v not in VARIANTS]
+    if bad or not kinds:
+        raise ConfigError(f"--variants {raw!r}: expected a comma-separated subset of {', '.join(VARIANTS)}")
+    return tuple(dict.fromkeys(kinds))
+
+
+def output_path(model: Path, out_dir: Path, kind: str) -> Path:
+    return out_dir / f"{model.stem}.{SUFFIX[kind]}.onnx"
+
+
+def quantize(
+    model: Path,
+    *,
+    variants: Sequence[str] = VARIANTS,
+    eval_path: Optional[Path] = None,
+    out_dir: Optional[Path] = None,
+    settings: Settings = Settings(),
+    candidates: Optional[Path] = None,
+    name: Optional[str] = None,
+) -> Outcome:
+    """Make the variants, and record them in `candidates` when given.
+
+    Everything that can be checked is checked before the first file is
+    written; raises ConfigError / QuantizeError with one line otherwise."""
+    from harness import limits, manifest
+    from harness.models import inspect_onnx
+
+    model = Path(model).expanduser()
+    info = inspect_onnx(model)
+    if info.precision not in ("fp32", "unknown"):
+        raise ConfigError(f"{model}: is already {info.precision}; quantise the float32 model it came from")
+    if settings.activation_type not in ACTIVATION_TYPES:
+        raise ConfigError(f"--activation-type {settings.activation_type!r}: expected {' or '.join(ACTIVATION_TYPES)}")
+    if settings.calibrate not in CALIBRATE_METHODS:
+        raise ConfigError(f"--calibrate {settings.calibrate!r}: expected one of {', '.join(CALIBRATE_METHODS)}")
+    variants = tuple(dict.fromkeys(variants))
+    out_dir = Path(out_dir).expanduser() if out_dir else model.parent
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out-dir {out_dir}: exists and is not a folder")
+
+    base = name or model.stem
+    cand_path = Path(candidates).expanduser() if candidates else None
+    if cand_path is not None:
+        eval_path = eval_path or _manifest_eval(cand_path)
+        _check_base(cand_path, base, model)
+    if "static" in variants and eval_path is None:
+        raise ConfigError("static INT8 needs calibration data: give --eval DATA.npz (one array per model input, "
+                          "samples along the batch axis), or leave it out with --variants dynamic,fp16")
+    eval_path = Path(eval_path).expanduser() if eval_path else None
+    if eval_path is not None and not eval_path.is_file():
+        raise ConfigError(f"--eval {eval_path}: file not found")
+    batches = _eval_batches(info, eval_path, limits.CALIBRATION_MAX_BATCHES) if eval_path else None
+
+    finals = {k: output_path(model, out_dir, k) for k in variants}
+    if any(p.resolve() == model.resolve() for p in finals.values()):
+        raise ConfigError(f"{model}: an output would overwrite the input; choose another --out-dir")
+    created = not out_dir.exists()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(dir=out_dir, prefix=".quantize-"))
+    except OSError as exc:
+        raise ConfigError(f"--out-dir {out_dir}: cannot write there ({exc.strerror or exc})") from None
+    notes: list[str] = []
+    done = False
+    try:
+        with _quiet_ort_logging():
+            source, pre = model, False
+            if settings.preprocess and ({"dynamic", "static"} & set(variants)):
+                source, pre, note = _preprocess(model, work / "pre.onnx")
+                if note:
+                    notes.append(note)
+            made: dict[str, Path] = {}
+            for kind in variants:
+                tmp = work / f"{kind}.onnx"
+                try:
+                    if kind == "dynamic":
+                        _dynamic(source, tmp, settings)
+                    elif kind == "static":
+                        _static(source, tmp, settings, batches)
+                    else:
+                        _fp16(model, tmp)
+                except ConfigError:
+                    raise
+                except Exception as exc:  # the tools raise many types; each becomes one line
+                    raise QuantizeError(f"{model}: {kind} quantisation failed ({type(exc).__name__}: "
+                                        f"{_first_line(exc)})") from None
+                made[kind] = tmp
+            checks = {k: _check(model, p, k, batches) for k, p in made.items()}
+
+        entries, rel = {}, {}
+        if cand_path is not None:
+            for kind in variants:
+                rel[kind] = _relpath(finals[kind], cand_path.parent)
+                entries[f"{base}-{SUFFIX[kind]}"] = {
+                    "onnx": rel[kind], "technique": "quantisation", "from": base,
+                    "description": _describe(kind, settings)}
+            top_entries = {base: {"onnx": _relpath(model, cand_path.parent), "technique": "baseline"}} \
+                if not _has_candidate(cand_path, base) else {}
+            top = {"reference": base, "eval": _relpath(eval_path, cand_path.parent) if eval_path else None}
+            text, kept = manifest.update_text(cand_path, {**top_entries, **entries}, top)
+        for kind, tmp in made.items():
+            os.replace(tmp, finals[kind])
+        if cand_path is not None:
+            manifest.write_atomic(cand_path, text)
+        done = True
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        if created and not done:
+            shutil.rmtree(out_dir, ignore_errors=True)
+
+    out = []
+    for kind in variants:
+        p = finals[kind]
+        out.append(Variant(kind, f"{base}-{SUFFIX[kind]}" if cand_path else None, p, p.stat().st_size,
+                           _op_types(p), checks[kind]))
+    return Outcome(model, info.size_bytes, tuple(out), pre, tuple(notes), cand_path,
+                   kept if cand_path else True, eval_path)
+
+
+# --- the three tools ---------------------------------------------------------
+
+def _preprocess(model: Path, out: Path) -> tuple[Path, bool, Optional[str]]:
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(str(model), str(out))
+        return out, True, None
+    except Exception as exc:
+        return model, False, f"pre-processing skipped, quantising the model as it is ({type(exc).__name__}: {_first_line(exc)})"
+
+
+def _dynamic(src: Path, out: Path, s: Settings) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(out), per_channel=s.per_channel, reduce_range=s.reduce_range,
+                     weight_type=QuantType.QInt8)
+
+
+def _static(src: Path, out: Path, s: Settings, batches: Optional[list[dict]]) -> None:
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self, items):
+            self._items = iter(items)
+
+        def get_next(self):
+            return next(self._items, None)
+
+    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+              "percentile": CalibrationMethod.Percentile}[s.calibrate]
+    act = QuantType.QUInt8 if s.activation_type == "uint8" else QuantType.QInt8
+    quantize_static(str(src), str(out), Reader(batches or []), quant_format=QuantFormat.QDQ,
+                    per_channel=s.per_channel, reduce_range=s.reduce_range, activation_type=act,
+                    weight_type=QuantType.QInt8, calibrate_method=method,
+                    calibration_providers=["CPUExecutionProvider"])
+
+
+def _fp16(src: Path, out: Path) -> None:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    m = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    onnx.save(m, str(out))
+
+
+# --- checks -----------------------------------------------------------------
+
+def _check(float_model: Path, variant: Path, kind: str, batches: Optional[list[dict]]) -> Optional[Check]:
+    """Load the variant in ONNX Runtime (a variant that does not load is a
+    failure, not an artefact) and compare its first output with the float
+    model's on the eval batches."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    try:
+        sess = ort.InferenceSession(str(variant), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise QuantizeError(f"{float_model}: the {kind} variant does not load in ONNX Runtime "
+                            f"({type(exc).__name__}: {_first_line(exc)})") from None
+    if not batches:
+        return None
+    ref = ort.InferenceSession(str(float_model), opts, providers=["CPUExecutionProvider"])
+    ra = [np.asarray(ref.run(None, x)[0], dtype=np.float64) for x in batches]
+    a = np.concatenate([r.reshape(-1) for r in ra])
+    b = np.concatenate([np.asarray(sess.run(None, x)[0], dtype=np.float64).reshape(-1) for x in batches])
+    top1 = None
+    if ra[0].ndim >= 2 and ra[0].shape[-1] > 1:
+        k = ra[0].shape[-1]
+        top1 = float(np.mean(a.reshape(-1, k).argmax(1) == b.reshape(-1, k).argmax(1)))
+    rel = float(np.linalg.norm(a - b) / max(np.linalg.norm(a), 1e-12))
+    return Check(len(batches), float(np.max(np.abs(a - b))) if a.size else 0.0, rel, top1)
+
+
+def _eval_batches(info, path: Path, limit: int) -> list[dict[str, np.ndarray]]:
+    """Model-shaped batches from the eval set, read by the same reader as
+    probes. Symbolic dimensions take the eval arrays' sizes (a symbolic batch
+    axis of per-sample arrays becomes 1)."""
+    from harness.probes import load_eval
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            shapes = {n: data[n].shape for n in data.files}
+    except Exception as exc:
+        raise ConfigError(f"{path}: cannot read the eval set ({type(exc).__name__}: {_first_line(exc)})") from None
+    inputs = []
+    for spec in info.inputs:
+        arr = shapes.get(spec.name)
+        if arr is None:
+            raise ConfigError(f"{path}: no array named {spec.name!r} for model input {spec.name!r} "
+                              f"(arrays: {', '.join(shapes)})")
+        n = len(spec.dims)
+        dims = []
+        for axis, d in enumerate(spec.dims):
+            if isinstance(d, int) and d > 0:
+                dims.append(d)
+            elif len(arr) == n + 1:
+                dims.append(int(arr[axis + 1]))
+            elif len(arr) == n:
+                dims.append(1 if axis == 0 else int(arr[axis]))
+            else:
+                raise ConfigError(f"{path}: array {spec.name!r} has shape {tuple(arr)}; the model input has "
+                                  f"{n} dimensions, so expected {n} (samples) or {n + 1} (whole batches)")
+        inputs.append((spec.name, spec.dtype, tuple(dims)))
+    batches, _ = load_eval(path, inputs, limit)
+    return batches
+
+
+# --- helpers ----------------------------------------------------------------
+
+@contextmanager
+def _quiet_ort_logging() -> Iterator[None]:
+    """ONNX Runtime's quantisation tools log advice through the root logger;
+    the command reports what it did itself."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else "")[:300]
+
+
+def _op_types(path: Path) -> dict[str, int]:
+    from collections import Counter
+
+    import onnx
+
+    return dict(Counter(n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node))
+
+
+def _relpath(p: Path, base: Path) -> str:
+    return Path(os.path.relpath(Path(p).resolve(), Path(base).resolve())).as_posix()
+
+
+def _describe(kind: str, s: Settings) -> str:
+    gran = "per-channel" if s.per_channel else "per-tensor"
+    rr = ", reduce_range" if s.reduce_range else ""
+    if kind == "dynamic":
+        return f"ONNX Runtime dynamic INT8: int8 {gran} weights, activations quantised at run time{rr}"
+    if kind == "static":
+        act = "uint8" if s.activation_type == "uint8" else "int8"
+        return (f"ONNX Runtime static INT8 (QDQ): int8 {gran} weights, {act} activations "
+                f"calibrated ({s.calibrate}) on the eval set{rr}")
+    return "float16 weights and arithmetic, float32 inputs and outputs"
+
+
+def _manifest_data(path: Path) -> Optional[dict]:
+    from harness.config.loading import read_yaml
+
+    if not path.exists():
+        return None
+    data = read_yaml(path)
+    return data if isinstance(data, dict) else None
+
+
+def _manifest_eval(path: Path) -> Optional[Path]:
+    data = _manifest_data(path)
+    ev = (data or {}).get("eval")
+    return (path.parent / str(ev)) if ev else None
+
+
+def _has_candidate(path: Path, name: str) -> bool:
+    data = _manifest_data(path) or {}
+    return name in (data.get("candidates") or {})
+
+
+def _check_base(path: Path, base: str, model: Path) -> None:
+    """The variants say `from: BASE`; BASE must be this very model."""
+    data = _manifest_data(path) or {}
+    entry = (data.get("candidates") or {}).get(base)
+    if not isinstance(entry, dict) or not entry.get("onnx"):
+        return
+    declared = (path.parent / str(entry["onnx"])).resolve()
+    if declared != model.resolve():
+        raise ConfigError(f"{path}: candidates.{base}.onnx is {declared}, not the model being quantised "
+                          f"({model.resolve()}); give --name for another candidate name")

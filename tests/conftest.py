@@ -1,0 +1,61 @@
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+@pytest.fixture
+def agent(tmp_path):
+    """A real agent (host driver) on 127.0.0.1:0 with its own cache."""
+    from agents.server import AgentConfig, start
+
+    running = start(AgentConfig(listen="127.0.0.1:0", drivers=("host",), cache_dir=str(tmp_path / "cache"),
+                                driver_config={"host": {"work_dir": str(tmp_path / "work")}}))
+    yield running
+    running.stop(grace=1.0)
+
+
+@pytest.fixture
+def client(agent):
+    from harness.controller.client import AgentClient
+
+    c = AgentClient("test", agent.address)
+    c.wait_ready()
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def quick_cohort(tmp_path):
+    """A cohort on the host CPU with a measure policy of a fraction of a second."""
+    root = tmp_path / "profiles"
+    (root / "cohorts").mkdir(parents=True)
+    (root / "devices").mkdir()
+    (root / "devices" / "host-cpu.yaml").write_text(
+        "id: host-cpu\nplatform: linux\nmatch: {driver: host}\ntier: mid\nshare: 1.0\nmemory_budget_mb: 1024\n"
+        "targets:\n  - {runtime: onnxruntime, ep: cpu, options: {intra_op_threads: 1}}\n")
+    (root / "cohorts" / "quick.yaml").write_text(
+        "name: quick\ndevices: [host-cpu]\nbudgets: {latency_p90_ms: 1000}\n"
+        "measure: {warmup_runs: 2, warmup_s: 0, min_runs: 60, min_s: 0, max_s: 3, target_ci: 0}\n")
+    return root / "cohorts" / "quick.yaml"
+
+
+def harness_cli(*args, cwd=None, timeout=120, check=False):
+    """Run the real console script; returns CompletedProcess with text output."""
+    exe = shutil.which("harness", path=str(Path(sys.executable).parent)) or "harness"
+    return subprocess.run([exe, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          check=check)
+
+
+@pytest.fixture
+def cli():
+    return harness_cli
+
+
+def c_compiler():
+    return shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")

@@ -1,0 +1,87 @@
+from harness.config.models import DeviceProfile, Target
+from harness.controller.plan import AgentDevice, AgentRuntime, Artefact, device_matches, make_plan
+from harness.controller.scheduler import Scheduler
+from harness.measure.policy import MeasurePolicy
+
+
+def dev(agent, id, platform="android", facts=None, eps=("cpu", "nnapi"), version="1.20.1", state="ready"):
+    return AgentDevice(agent, id, id.split(":")[0], platform, facts or {},
+                       (AgentRuntime("onnxruntime", version, tuple(eps), ("onnx",)),), state)
+
+
+def prof(id, platform="android", match=None, targets=None):
+    return DeviceProfile.model_validate({"id": id, "platform": platform, "match": match or {},
+                                         "targets": targets or [{"runtime": "onnxruntime", "ep": "nnapi"}]})
+
+
+ART = {"m": {"onnx": Artefact("m", "onnx", "d" * 64, "/m.onnx", 1)}}
+
+
+def test_match_globs_case_insensitive_and_special_keys():
+    p = prof("p7", match={"model": "pixel 7*", "agent": "rack-*"})
+    assert device_matches(p, dev("rack-1", "android:1", facts={"model": "Pixel 7 Pro"}))
+    assert not device_matches(p, dev("mac", "android:1", facts={"model": "Pixel 7"}))
+    assert not device_matches(p, dev("rack-1", "android:1", platform="ios", facts={"model": "Pixel 7"}))
+    assert not device_matches(prof("x", match={"soc": "*"}), dev("a", "android:1", facts={}))
+
+
+def test_plan_jobs_and_every_kind_of_gap():
+    profiles = [
+        prof("p7", match={"model": "Pixel 7"}),
+        prof("ghost", match={"model": "Nokia"}),
+        prof("old", match={"model": "Old"}, targets=[{"runtime": "onnxruntime", "version": "1.22", "ep": "nnapi"}]),
+        prof("off", match={"model": "Off"}),
+        prof("ios", platform="ios", targets=[{"runtime": "coreml", "ep": "all"}]),
+    ]
+    devices = [
+        dev("a", "android:1", facts={"model": "Pixel 7"}), dev("b", "android:2", facts={"model": "Pixel 7"}),
+        dev("a", "android:3", facts={"model": "Old"}), dev("a", "android:4", facts={"model": "Off"}, state="offline"),
+        AgentDevice("mac", "ios:1", "ios", "ios", {}, (AgentRuntime("coreml", "8", ("all",), ("mlpackage.zip",)),)),
+    ]
+    plan = make_plan(profiles, ["m"], ART, devices, MeasurePolicy())
+    assert [j.key for j in plan.jobs] == ["p7/m/onnxruntime@any/nnapi"]
+    assert set(plan.jobs[0].eligible) == {"a/android:1", "b/android:2"}
+    kinds = {g.profile.id: g.kind for g in plan.gaps}
+    assert kinds == {"ghost": "not_covered", "old": "unsupported_target", "off": "device_unavailable",
+                     "ios": "needs_artefact"}
+    assert "Core ML" in next(g.message for g in plan.gaps if g.kind == "needs_artefact")
+
+
+def _jobs(n, eligible):
+    from harness.controller.plan import PlannedJob
+    p = prof("p")
+    return [PlannedJob(f"j{i}", i, p, "m", p.targets[0], ART["m"]["onnx"], MeasurePolicy(), tuple(eligible[i]))
+            for i in range(n)]
+
+
+def test_scheduler_one_job_per_device_and_constrained_first():
+    jobs = _jobs(3, [("d1", "d2"), ("d1", "d2"), ("d2",)])
+    s = Scheduler(jobs)
+    first = s.take("d2")
+    assert first.key == "j2"  # the job only d2 can run goes first
+    assert s.take("d2") is None  # d2 is busy
+    assert s.take("d1").key == "j0"
+    s.finish("d2")
+    assert s.take("d2").key == "j1"
+    s.finish("d1"), s.finish("d2")
+    assert s.done()
+
+
+def test_scheduler_requeues_on_lost_agent_then_gives_up():
+    jobs = _jobs(1, [("d1", "d2")])
+    s = Scheduler(jobs, max_attempts=2)
+    assert s.take("d1").key == "j0"
+    assert s.transport_failed("d1", agent_gone=True) is True
+    assert s.take("d1") is None  # dead devices get nothing
+    assert s.take("d2").key == "j0" and s.attempts["j0"] == 2
+    assert s.transport_failed("d2", agent_gone=True) is False
+    assert s.done() and not s.may_get_work("d2")
+
+
+def test_scheduler_unrunnable_after_all_devices_die():
+    jobs = _jobs(2, [("d1",), ("d1",)])
+    s = Scheduler(jobs, max_attempts=3)
+    s.take("d1")
+    assert s.transport_failed("d1", agent_gone=True) is False  # no live device left for it
+    assert [j.key for j in s.unrunnable()] == ["j1"]
+    assert s.done()
