@@ -26,6 +26,10 @@ class QueueFull(Exception):
     pass
 
 
+class Draining(Exception):
+    pass
+
+
 class JobRecord:
     def __init__(self, job_id: str, device_id: str, work: Work):
         self.job_id = job_id
@@ -97,7 +101,7 @@ class JobTable:
             if known is not None:
                 return known, True
             if self._closed:
-                raise QueueFull("the agent is shutting down")
+                raise Draining("the agent is draining (shutting down): send the job elsewhere")
             lane = self._lanes.setdefault(device_id, deque())
             if len(lane) >= self.max_queue:
                 raise QueueFull(f"device {device_id} already has {len(lane)} jobs queued (limit {self.max_queue})")

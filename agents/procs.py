@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -19,6 +20,25 @@ class Finished:
     maxrss_bytes: Optional[int]  # from wait4's rusage
     reason: str  # exited | timeout | cancelled
     wall_s: float
+
+
+def die_with_parent() -> None:
+    """Called first thing in a runner child: on Linux, ask the kernel to
+    SIGKILL us when the agent dies (even by SIGKILL), so a killed agent leaves
+    no runner burning a device; exit at once if the agent is already gone."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent or parent == 1:
+        os._exit(1)
 
 
 def kill_tree(pid: int, grace_s: float = limits.KILL_GRACE_S) -> None:

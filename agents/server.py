@@ -24,8 +24,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 import harness
 from agents import base
-from agents.cache import ModelCache, UploadError
-from agents.jobs import JobTable, QueueFull
+from agents.cache import ModelCache, UploadError, valid_digest
+from agents.jobs import Draining, JobTable, QueueFull
 from harness import limits, wire
 from harness._proto.v1 import agent_pb2 as pb
 from harness._proto.v1 import agent_pb2_grpc as pb_grpc
@@ -167,6 +167,8 @@ class AgentServicer(pb_grpc.AgentServicer):
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             try:
                 rec, attached = self.jobs.submit(job.job_id, job.device_id, self._work(job, spec_parts))
+            except Draining as exc:
+                context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
             except QueueFull as exc:
                 context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         else:
@@ -198,7 +200,7 @@ class AgentServicer(pb_grpc.AgentServicer):
         if len(job.probes) > limits.MAX_PROBES:
             raise ValueError(f"probes: {len(job.probes)} given, at most {limits.MAX_PROBES} allowed")
         for m in job.models:
-            if not base_valid_digest(m.digest):
+            if not valid_digest(m.digest):
                 raise ValueError(f"model digest {m.digest[:80]!r}: expected 64 lowercase hex characters")
         probes = tuple(wire.tensors_from_pb(p) for p in job.probes)
         return {"probes": probes, "measure": wire.policy_from_pb(job.measure)}
@@ -237,12 +239,6 @@ class AgentServicer(pb_grpc.AgentServicer):
             return wire.result_to_pb(res, job.device_id, started, finished)
 
         return work
-
-
-def base_valid_digest(d: str) -> bool:
-    from agents.cache import valid_digest
-
-    return valid_digest(d)
 
 
 class TokenAuth(grpc.ServerInterceptor):
@@ -285,10 +281,14 @@ class RunningAgent:
     health: health.HealthServicer
     drivers: Mapping[str, base.Driver]
 
-    def stop(self, grace: float = limits.SHUTDOWN_GRACE_S) -> None:
-        """Drain: report NOT_SERVING, refuse new jobs, cancel running ones, stop."""
+    def drain(self, grace: float = limits.SHUTDOWN_GRACE_S) -> None:
+        """Report NOT_SERVING, refuse new jobs (UNAVAILABLE, so controllers
+        take them elsewhere), cancel running ones and wait for them."""
         self.health.enter_graceful_shutdown()
         self.servicer.jobs.close(timeout=grace)
+
+    def stop(self, grace: float = limits.SHUTDOWN_GRACE_S) -> None:
+        self.drain(grace)
         self.server.stop(grace).wait(grace + 1)
         for d in self.drivers.values():
             try:
@@ -297,15 +297,19 @@ class RunningAgent:
                 log.exception("closing driver %s", getattr(d, "name", "?"))
 
 
-def server_options(max_concurrent: int) -> list:
+def server_options() -> list:
     return [
         ("grpc.max_receive_message_length", limits.MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", limits.MAX_MESSAGE_BYTES),
         # Detect dead controllers on long Run streams.
-        ("grpc.keepalive_time_ms", 30_000),
-        ("grpc.keepalive_timeout_ms", 10_000),
-        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.keepalive_time_ms", int(limits.KEEPALIVE_S * 1000)),
+        ("grpc.keepalive_timeout_ms", int(limits.KEEPALIVE_TIMEOUT_S * 1000)),
         ("grpc.keepalive_permit_without_calls", 1),
+        # Accept the controllers' keepalive pings, even on idle channels,
+        # instead of answering them with GOAWAY (gRPC's default allows one
+        # ping per 5 minutes without data).
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", int(limits.MIN_PING_INTERVAL_S * 1000)),
+        ("grpc.http2.max_ping_strikes", 0),
         ("grpc.so_reuseport", 0),
     ]
 
@@ -322,7 +326,7 @@ def start(config: AgentConfig) -> RunningAgent:
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.max_concurrent_rpcs, thread_name_prefix="rpc"),
         interceptors=interceptors,
-        options=server_options(config.max_concurrent_rpcs),
+        options=server_options(),
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
     )
     pb_grpc.add_AgentServicer_to_server(servicer, server)

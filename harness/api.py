@@ -118,8 +118,59 @@ def prepare(req: RunRequest) -> Prepared:
 def run_cohort(req: RunRequest, progress: Progress = lambda e: None) -> RunOutcome:
     from harness.controller import run as run_mod
 
+    if req.resume:
+        return resume(req, progress)
     prep = prepare(req)
     return run_mod.run_prepared(req, prep, progress)
+
+
+def resume(req: RunRequest, progress: Progress = lambda e: None) -> RunOutcome:
+    """Finish a stored run: only its jobs without a result run, on the
+    configuration and probes it was started with."""
+    from harness.controller import run as run_mod
+
+    store = open_store(req.store, create=False)
+    try:
+        run_id = resolve_run(store, req.resume)
+        prep = prepare_from_store(store, run_id)
+    finally:
+        store.close()
+    if req.lab is None and prep.config.get("lab"):
+        req.lab = Path(prep.config["lab"])
+    if req.lab is not None:
+        prep.lab = load_lab(req.lab)
+    return run_mod.resume_prepared(req, prep, run_id, progress)
+
+
+def prepare_from_store(store, run_id: str) -> Prepared:
+    from harness import artefacts
+    from harness.config.models import Cohort, DeviceProfile
+    from harness.config.resolve import ResolvedCandidate, ResolvedCandidates
+    from harness.config.models import Candidate
+    from harness.store.sqlite import unpack_arrays
+
+    run = store.get_run(run_id)
+    cfg = run["config"]
+    cohort = ResolvedCohort(Cohort.model_validate(cfg["cohort"]),
+                            tuple(DeviceProfile.model_validate(p) for p in cfg["profiles"]), Path(cfg["cohort_path"]))
+    cands = []
+    for name, c in cfg["candidates"].items():
+        spec = Candidate.model_validate({k: v for k, v in (("onnx", c.get("onnx")), ("coreml", c.get("coreml")),
+                                                            ("technique", c.get("technique")), ("from", c.get("from")))
+                                         if v is not None})
+        for key in ("onnx", "coreml"):
+            if c.get(key) and not Path(c[key]).exists():
+                raise ConfigError(f"run {run_id}: candidate {name}: {key} artefact {c[key]} no longer exists")
+        cands.append(ResolvedCandidate(name, spec, Path(c["onnx"]) if c.get("onnx") else None,
+                                       Path(c["coreml"]) if c.get("coreml") else None))
+    rc = ResolvedCandidates(cfg.get("reference"), None, tuple(cands), None)
+    arts, infos, probes, labels = {}, {}, {}, {}
+    for c in cands:
+        arts[c.name], infos[c.name] = artefacts.prepare(c)
+        probes[c.name] = unpack_arrays(store.get_blob(run_id, f"probes/{c.name}"))
+        lab = store.get_blob(run_id, f"labels/{c.name}")
+        labels[c.name] = [d["labels"] for d in unpack_arrays(lab)] if lab else None
+    return Prepared(cohort, rc, arts, infos, probes, labels, cfg, None)
 
 
 def open_store(url: Optional[str], create: bool = True):

@@ -44,7 +44,8 @@ def guarded(fn):
 
 @app.command()
 def run(
-    cohort: str = typer.Option(..., "--cohort", "-c", help="Cohort name (device_profiles/cohorts/NAME.yaml) or path."),
+    cohort: Optional[str] = typer.Option(None, "--cohort", "-c",
+                                         help="Cohort name (device_profiles/cohorts/NAME.yaml) or path."),
     candidates: Optional[Path] = typer.Option(None, "--candidates", help="Candidates file (YAML)."),
     model: List[str] = typer.Option([], "--model", "-m", help="NAME=PATH of an ONNX model; repeatable."),
     shape: List[str] = typer.Option([], "--shape", help="INPUT=1x3x224x224: a concrete input shape; repeatable."),
@@ -55,13 +56,19 @@ def run(
     probes: int = typer.Option(8, "--probes", help="Generated probe inputs per candidate (no eval set)."),
     drivers: Optional[str] = typer.Option(None, "--drivers", help="Embedded agent drivers (default host,browser)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
+    resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN",
+                                         help="Finish a stored run: only jobs without a result run."),
 ):
     """Benchmark candidates on a cohort's devices and store the results."""
+    if not cohort and not resume:
+        fail("give --cohort NAME (or --resume RUN to finish a stored run)")
+    if resume and (cohort or candidates or model):
+        fail("--resume takes the stored run's cohort and candidates; drop --cohort/--candidates/--model")
     from harness import api
     from harness.cli_render import ProgressPrinter, print_summary
 
     req = api.RunRequest(
-        cohort=cohort, candidates_file=candidates, models=model, shapes=shape, dims=dim, lab=lab, store=store,
+        cohort=cohort or "", resume=resume, candidates_file=candidates, models=model, shapes=shape, dims=dim, lab=lab, store=store,
         out=out, probes=probes, drivers=[d.strip() for d in drivers.split(",") if d.strip()] if drivers else None,
     )
     printer = ProgressPrinter(quiet=quiet)

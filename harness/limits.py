@@ -82,3 +82,75 @@ COMPARE_BOOTSTRAP = 2000
 # Samples per side fed to the bootstrap and the rank test; a random subset of
 # this size bounds the work (the host driver can return 300 000 samples).
 COMPARE_MAX_SAMPLES = 4000
+
+# --- browser ----------------------------------------------------------------
+# Starting Chromium and connecting Playwright over CDP takes about a second on
+# an idle machine; a loaded 2-core CI box has been seen at several seconds.
+BROWSER_LAUNCH_TIMEOUT_S = 45.0
+# Describe probes the browser once (launch, WebGPU adapter, WebGL, WebNN) in
+# a child process; past this the device is reported offline with the reason.
+BROWSER_PROBE_TIMEOUT_S = 60.0
+# The page measures in batches of about this long between stop-rule checks:
+# long enough that the Python<->page round trip is a small share of the wall
+# time, short enough that max_s and progress stay responsive.
+BROWSER_BATCH_S = 0.25
+# Runs in one batch at most, whatever the model's speed (bounds the sample
+# array one evaluate call returns).
+BROWSER_BATCH_MAX_RUNS = 2000
+# `npm pack onnxruntime-web@VERSION` downloads about 35 MB; slow links need
+# minutes, a dead registry must not hang the CLI.
+NPM_TIMEOUT_S = 600.0
+# Resolving a version range with `npm view` is one small registry request.
+NPM_VIEW_TIMEOUT_S = 60.0
+# Attempts per job across devices when agents are lost mid-job.
+MAX_JOB_ATTEMPTS = 3
+# How long a controller waits for a lost agent to come back before giving
+# its jobs to other devices only (or ending them as error rows).
+AGENT_RETURN_WAIT_S = 60.0
+# Client pings on every channel: a dead or frozen agent is detected within
+# KEEPALIVE_S + KEEPALIVE_TIMEOUT_S even while a long job streams nothing.
+KEEPALIVE_S = 20.0
+KEEPALIVE_TIMEOUT_S = 10.0
+# The shortest ping interval an agent accepts from a controller.
+MIN_PING_INTERVAL_S = 1.0
+# A failed browser probe is retried after this long rather than on every
+# Describe, so a broken Chromium does not cost a launch per RPC.
+BROWSER_PROBE_RETRY_S = 30.0
+
+# --- ios --------------------------------------------------------------------
+# sysctl, sw_vers and `simctl list` answer from local state in well under a
+# second; a hung CoreSimulator service must not stall Describe.
+MAC_TOOL_TIMEOUT_S = 15.0
+# `devicectl list devices` waits for network-attached devices up to its own
+# --timeout; this is that value (the call's bound adds a margin to it).
+DEVICECTL_LIST_TIMEOUT_S = 10.0
+# Installing and launching the runner app on a simulator (`simctl install`,
+# `simctl launch`, `simctl get_app_container`) copies a small app bundle.
+SIMCTL_APP_TIMEOUT_S = 120.0
+# Building coremltools' runner app with xcodebuild the first time on a
+# machine takes minutes; later builds reuse the product.
+RUNNER_APP_BUILD_TIMEOUT_S = 900.0
+
+# --- android driver ---------------------------------------------------------
+# A phone on adb answers each read or write of a transfer within seconds even
+# over Wi-Fi; a minute of silence means it is gone.
+ADB_IO_TIMEOUT_S = 60.0
+# `adb start-server` forks the daemon and returns once it listens: seconds.
+ADB_START_TIMEOUT_S = 30.0
+# `adb connect HOST:PORT` to a phone on the LAN: a handshake, or refused.
+ADB_CONNECT_TIMEOUT_S = 10.0
+# Short shell commands (getprop, dumpsys, mkdir, logcat -d) finish in well
+# under a second; dumpsys on a loaded phone can take a few.
+ADB_SHELL_TIMEOUT_S = 30.0
+# How often a waiting shell read wakes to check cancellation and deadlines.
+ADB_POLL_S = 0.2
+# Kept of a command's stdout/stderr (the tail): summaries and errors are small.
+ADB_OUTPUT_BYTES = 8 * MiB
+# Removing a job's folder on the phone (a model link, test data, a profile).
+ANDROID_CLEANUP_TIMEOUT_S = 60.0
+# perf_test processes per job: each batch is sized to what the stop rule
+# still needs, so a handful suffice; the cap stops a runaway loop.
+ANDROID_MAX_BATCHES = 20
+# Largest profile pulled back for placement: a few runs of a big model's
+# per-node events; past this ONNX Runtime has stopped recording anyway.
+ANDROID_PROFILE_MAX_BYTES = 256 * MiB

@@ -3,8 +3,8 @@
 Tools that make new artefacts (`harness quantize`, converters) record them
 here. The file is edited as text so that everything else in it — other
 candidates, key order, comments — stays as the team wrote it: an entry that
-already exists is replaced by a one-line flow mapping (comments *inside* that
-entry's lines are lost), a new entry is appended at the end of the
+already exists keeps the keys it is not given and is rewritten as a one-line
+flow mapping (comments *inside* that entry's lines are lost), a new entry is appended at the end of the
 `candidates:` block. A file whose layout the text edit cannot follow (for
 example `candidates:` written as one flow mapping) is rewritten from its
 parsed content, and then its comments are lost; `update_text` says which
@@ -33,13 +33,16 @@ _ENTRY = re.compile(r"^(\s+)(\"[^\"]*\"|'[^']*'|[^\s#:][^:#]*?)\s*:(\s|$)")
 
 
 def add_candidate(path: Path, name: str, **fields: Any) -> None:
-    """Add (or replace) one candidate. `from_=` stands for the `from` key."""
+    """Add a candidate, or update one: the given fields replace those keys,
+    keys the entry already has are kept (a Core ML converter adds `coreml:`
+    beside an existing `onnx:`), and a field given as None is removed.
+    `from_=` stands for the `from` key."""
     add_candidates(path, {name: fields})
 
 
 def add_candidates(path: Path, entries: Mapping[str, Mapping[str, Any]],
                    top: Optional[Mapping[str, Any]] = None) -> None:
-    """Add or replace several candidates in one atomic write. `top` gives
+    """Add or update several candidates (as add_candidate) in one atomic write. `top` gives
     top-level keys (`reference`, `eval`) that are set only where the file has
     none. A missing file is created."""
     path = Path(path)
@@ -70,15 +73,22 @@ def update_text(path: Path, entries: Mapping[str, Mapping[str, Any]],
     want = dict(data)
     for k, v in top.items():
         want.setdefault(k, v)
-    cands = dict(want.get("candidates") or {})
     if not isinstance(want.get("candidates") or {}, dict):
         raise ConfigError(f"{path}: candidates: expected a mapping of name -> candidate")
+    cands = dict(want.get("candidates") or {})
+    for name, fields in list(entries.items()):
+        merged = dict(cands[name]) if isinstance(cands.get(name), dict) else {}
+        merged.update(fields)
+        entries[name] = {k: v for k, v in merged.items() if v is not None}
     cands.update(entries)
     want["candidates"] = cands
     _validate(path, want)
 
     text = _edit(old, data, entries, top) if old.strip() else None
-    kept = text is not None and _parse(path, text) == want
+    try:
+        kept = text is not None and _parse(path, text) == want
+    except ConfigError:  # an edit this module got wrong: fall back to the rewrite
+        kept = False
     if not kept:
         text = _dump(want)
         kept = not old.strip()
@@ -107,8 +117,6 @@ def _clean(fields: Mapping[str, Any]) -> dict:
     out = {}
     for k, v in fields.items():
         key = "from" if k == "from_" else k
-        if v is None:
-            continue
         out[key] = str(v) if isinstance(v, Path) else v
     return out
 
@@ -134,7 +142,7 @@ def _entry_line(name: str, fields: Mapping[str, Any]) -> str:
 
 
 def _scalar_line(key: str, value: Any) -> str:
-    return yaml.safe_dump({key: value}, default_flow_style=None, width=1 << 20).rstrip("\n")
+    return yaml.safe_dump({key: value}, default_flow_style=False, width=1 << 20).rstrip("\n")
 
 
 def _edit(old: str, data: dict, entries: Mapping[str, dict], top: Mapping[str, Any]) -> Optional[str]:

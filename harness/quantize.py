@@ -3,9 +3,13 @@
 Three variants, each a separate candidate so the cohort measures them side by
 side with the float model:
 
-- `dynamic` — `quantize_dynamic`: INT8 weights (signed, per channel by
-  default), activations quantised at run time (DynamicQuantizeLinear +
-  ConvInteger/MatMulInteger). Needs no data.
+- `dynamic` — `quantize_dynamic`: INT8 weights (per channel by default),
+  activations quantised at run time (DynamicQuantizeLinear +
+  ConvInteger/MatMulInteger). Needs no data. Weights are signed int8 unless
+  the model has convolutions: ConvInteger long had only a uint8-activation
+  x uint8-weight kernel (microsoft/onnxruntime#6430, #15888), and ONNX
+  Runtime Web 1.22's wasm build still refuses it with int8 weights where 1.30
+  accepts it, so uint8 weights keep the variant loadable on older runtimes.
 - `static` — `quantize_static` in QDQ format (QuantizeLinear/DequantizeLinear
   pairs around float ops, which runtimes fuse into integer kernels): INT8
   weights, activations with ranges calibrated on the eval set. ONNX Runtime's
@@ -129,7 +133,8 @@ def quantize(
     model = Path(model).expanduser()
     info = inspect_onnx(model)
     if info.precision not in ("fp32", "unknown"):
-        raise ConfigError(f"{model}: is already {info.precision}; quantise the float32 model it came from")
+        raise ConfigError(f"{model}: its weights are {info.precision}; harness quantize expects a float32 model "
+                          "(quantise the model this one came from)")
     if settings.activation_type not in ACTIVATION_TYPES:
         raise ConfigError(f"--activation-type {settings.activation_type!r}: expected {' or '.join(ACTIVATION_TYPES)}")
     if settings.calibrate not in CALIBRATE_METHODS:
@@ -162,6 +167,7 @@ def quantize(
     except OSError as exc:
         raise ConfigError(f"--out-dir {out_dir}: cannot write there ({exc.strerror or exc})") from None
     notes: list[str] = []
+    dyn_weights = "uint8" if "Conv" in info.op_types else "int8"
     done = False
     try:
         with _quiet_ort_logging():
@@ -175,7 +181,7 @@ def quantize(
                 tmp = work / f"{kind}.onnx"
                 try:
                     if kind == "dynamic":
-                        _dynamic(source, tmp, settings)
+                        _dynamic(source, tmp, settings, dyn_weights)
                     elif kind == "static":
                         _static(source, tmp, settings, batches)
                     else:
@@ -188,13 +194,10 @@ def quantize(
                 made[kind] = tmp
             checks = {k: _check(model, p, k, batches) for k, p in made.items()}
 
-        entries, rel = {}, {}
         if cand_path is not None:
-            for kind in variants:
-                rel[kind] = _relpath(finals[kind], cand_path.parent)
-                entries[f"{base}-{SUFFIX[kind]}"] = {
-                    "onnx": rel[kind], "technique": "quantisation", "from": base,
-                    "description": _describe(kind, settings)}
+            entries = {f"{base}-{SUFFIX[kind]}": {
+                "onnx": _relpath(finals[kind], cand_path.parent), "technique": "quantisation", "from": base,
+                "description": _describe(kind, settings, dyn_weights)} for kind in variants}
             top_entries = {base: {"onnx": _relpath(model, cand_path.parent), "technique": "baseline"}} \
                 if not _has_candidate(cand_path, base) else {}
             top = {"reference": base, "eval": _relpath(eval_path, cand_path.parent) if eval_path else None}
@@ -230,11 +233,11 @@ def _preprocess(model: Path, out: Path) -> tuple[Path, bool, Optional[str]]:
         return model, False, f"pre-processing skipped, quantising the model as it is ({type(exc).__name__}: {_first_line(exc)})"
 
 
-def _dynamic(src: Path, out: Path, s: Settings) -> None:
+def _dynamic(src: Path, out: Path, s: Settings, weights: str) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(str(src), str(out), per_channel=s.per_channel, reduce_range=s.reduce_range,
-                     weight_type=QuantType.QInt8)
+                     weight_type=QuantType.QUInt8 if weights == "uint8" else QuantType.QInt8)
 
 
 def _static(src: Path, out: Path, s: Settings, batches: Optional[list[dict]]) -> None:
@@ -253,8 +256,7 @@ def _static(src: Path, out: Path, s: Settings, batches: Optional[list[dict]]) ->
     act = QuantType.QUInt8 if s.activation_type == "uint8" else QuantType.QInt8
     quantize_static(str(src), str(out), Reader(batches or []), quant_format=QuantFormat.QDQ,
                     per_channel=s.per_channel, reduce_range=s.reduce_range, activation_type=act,
-                    weight_type=QuantType.QInt8, calibrate_method=method,
-                    calibration_providers=["CPUExecutionProvider"])
+                    weight_type=QuantType.QInt8, calibrate_method=method)
 
 
 def _fp16(src: Path, out: Path) -> None:
@@ -360,11 +362,11 @@ def _relpath(p: Path, base: Path) -> str:
     return Path(os.path.relpath(Path(p).resolve(), Path(base).resolve())).as_posix()
 
 
-def _describe(kind: str, s: Settings) -> str:
+def _describe(kind: str, s: Settings, dyn_weights: str = "int8") -> str:
     gran = "per-channel" if s.per_channel else "per-tensor"
     rr = ", reduce_range" if s.reduce_range else ""
     if kind == "dynamic":
-        return f"ONNX Runtime dynamic INT8: int8 {gran} weights, activations quantised at run time{rr}"
+        return f"ONNX Runtime dynamic INT8: {dyn_weights} {gran} weights, activations quantised at run time{rr}"
     if kind == "static":
         act = "uint8" if s.activation_type == "uint8" else "int8"
         return (f"ONNX Runtime static INT8 (QDQ): int8 {gran} weights, {act} activations "

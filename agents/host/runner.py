@@ -149,6 +149,9 @@ def _restore_fd2(saved: int) -> None:
 
 
 def main(job_dir: str) -> int:
+    from agents.procs import die_with_parent
+
+    die_with_parent()
     jd = Path(job_dir)
     spec = json.loads((jd / "job.json").read_text())
     result: dict = {"error": None, "validity": {}, "details": {}}

@@ -33,13 +33,26 @@ class Credentials:
     key: Optional[bytes] = None
 
 
-def _channel_options() -> list:
+# Interceptors every client channel gets (tests use this to watch every call).
+DEFAULT_INTERCEPTORS: list = []
+
+
+def _channel_options(keepalive_s: float, keepalive_timeout_s: float) -> list:
     return [
         ("grpc.max_receive_message_length", limits.MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", limits.MAX_MESSAGE_BYTES),
-        ("grpc.keepalive_time_ms", 30_000),
-        ("grpc.keepalive_timeout_ms", 10_000),
+        # Pings on long Run streams: a frozen or vanished agent is noticed
+        # within keepalive + timeout instead of at the job's deadline.
+        ("grpc.keepalive_time_ms", int(keepalive_s * 1000)),
+        ("grpc.keepalive_timeout_ms", int(keepalive_timeout_s * 1000)),
         ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        # gRPC otherwise spaces pings on a quiet stream by minutes, which
+        # would hide a frozen agent for that long.
+        ("grpc.http2.min_time_between_pings_ms", int(keepalive_s * 1000)),
+        ("grpc.http2.min_ping_interval_without_data_ms", int(keepalive_s * 1000)),
+        # Newer gRPC times every ping out on its own clock (a minute by default).
+        ("grpc.http2.ping_timeout_ms", int(keepalive_timeout_s * 1000)),
         # Retries are ours (UNAVAILABLE only, with our backoff).
         ("grpc.enable_retries", 0),
     ]
@@ -54,22 +67,28 @@ def backoff_delays(attempts: int, base: float = limits.RETRY_BASE_DELAY_S,
 
 class AgentClient:
     def __init__(self, name: str, address: str, creds: Credentials = Credentials(),
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep,
+                 keepalive_s: float = limits.KEEPALIVE_S, keepalive_timeout_s: float = limits.KEEPALIVE_TIMEOUT_S,
+                 connect_timeout_s: float = limits.CONNECT_TIMEOUT_S):
         self.name = name
+        self.connect_timeout_s = connect_timeout_s
         self.address = address
         self.creds = creds
         self._sleep = sleep
+        options = _channel_options(keepalive_s, keepalive_timeout_s)
         if creds.ca is not None:
             ssl = grpc.ssl_channel_credentials(root_certificates=creds.ca, private_key=creds.key,
                                                certificate_chain=creds.cert)
-            self.channel = grpc.secure_channel(address, ssl, options=_channel_options())
+            self._raw_channel = grpc.secure_channel(address, ssl, options=options)
         else:
-            self.channel = grpc.insecure_channel(address, options=_channel_options())
+            self._raw_channel = grpc.insecure_channel(address, options=options)
+        self.channel = grpc.intercept_channel(self._raw_channel, *DEFAULT_INTERCEPTORS) \
+            if DEFAULT_INTERCEPTORS else self._raw_channel
         self.stub = pb_grpc.AgentStub(self.channel)
         self._metadata = (("authorization", f"Bearer {creds.token}"),) if creds.token else ()
 
     def close(self) -> None:
-        self.channel.close()
+        self._raw_channel.close()
 
     # -- plumbing ----------------------------------------------------------------
     def _describe_error(self, what: str, err: grpc.RpcError) -> AgentError:
@@ -97,9 +116,10 @@ class AgentClient:
         raise AssertionError("unreachable")
 
     # -- calls -------------------------------------------------------------------
-    def wait_ready(self, timeout: float = limits.CONNECT_TIMEOUT_S) -> None:
+    def wait_ready(self, timeout: Optional[float] = None) -> None:
+        timeout = self.connect_timeout_s if timeout is None else timeout
         try:
-            grpc.channel_ready_future(self.channel).result(timeout=timeout)
+            grpc.channel_ready_future(self._raw_channel).result(timeout=timeout)
         except grpc.FutureTimeoutError:
             raise AgentError(f"agent {self.name} at {self.address} did not answer within {timeout:g} s "
                              "(is `harness agent serve` running there, and is the address right?)",
@@ -174,6 +194,10 @@ class AgentClient:
                 raise AgentError(f"agent {self.name}: job {job.job_id} produced no result within {deadline_s:.0f} s",
                                  grpc.StatusCode.DEADLINE_EXCEEDED)
             try:
+                if attempt:
+                    # A re-sent stream would wait out the whole job deadline on
+                    # an agent that accepts TCP but never answers (frozen).
+                    self.wait_ready(min(self.connect_timeout_s, remaining))
                 for ev in self.stub.Run(pb.RunRequest(job=job), timeout=remaining, metadata=self._metadata):
                     if ev.HasField("result"):
                         return ev.result

@@ -1,12 +1,16 @@
 """Running a plan: one worker per device, each result stored as it arrives.
 
-The scheduler decides; this module only moves jobs over gRPC and reports.
+The scheduler decides; this module moves jobs over gRPC and reports. When an
+agent stops answering mid-job, its device is suspended and the job requeued;
+the device's worker keeps probing the agent for a bounded time and, when it
+answers again, re-uploads what the agent lacks and takes work again.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Sequence
 
@@ -14,7 +18,7 @@ import grpc
 
 from harness import limits, wire
 from harness._proto.v1 import agent_pb2 as pb
-from harness.controller.client import AgentClient, AgentError
+from harness.controller.client import AgentClient, AgentError, backoff_delays
 from harness.controller.plan import AgentDevice, PlannedJob
 from harness.controller.scheduler import Scheduler
 
@@ -30,10 +34,17 @@ class Outcome:
     attempts: int
 
 
+def agent_job_id(run_id: str, job: PlannedJob, attempt: int) -> str:
+    # Stable across controller restarts: a resumed run re-sends the id of an
+    # attempt that was in flight, and the agent answers with that attempt's
+    # result instead of running it twice.
+    return f"{run_id}.{job.index:04d}.a{attempt}"
+
+
 def job_message(run_id: str, job: PlannedJob, device: AgentDevice, attempt: int,
                 probes: Sequence[pb.TensorSet]) -> pb.Job:
     return pb.Job(
-        job_id=f"{run_id}.{job.index:04d}.a{attempt}",
+        job_id=agent_job_id(run_id, job, attempt),
         device_id=device.id,
         models=[pb.ModelRef(digest=job.artefact.digest, format=job.artefact.format)],
         target=pb.RuntimeTarget(runtime=job.target.runtime, version=job.target.version, ep=job.target.ep,
@@ -45,63 +56,106 @@ def job_message(run_id: str, job: PlannedJob, device: AgentDevice, attempt: int,
     )
 
 
+@dataclass
+class Hooks:
+    on_outcome: Callable[[Outcome], None]
+    on_event: Callable[[PlannedJob, AgentDevice, pb.RunEvent], None] = lambda j, d, e: None
+    # (job, device, attempt, agent job id, outcome, message)
+    on_attempt: Callable[..., None] = lambda *a: None
+    # Re-upload whatever the agent lacks (after a restart it may hold nothing).
+    ensure_models: Callable[[str], None] = lambda agent: None
+    on_device: Callable[[AgentDevice, str], None] = lambda d, state: None
+
+
 def execute(
     run_id: str,
     jobs: Sequence[PlannedJob],
     devices: Mapping[str, AgentDevice],
     clients: Mapping[str, AgentClient],
     probes: Mapping[str, Sequence[pb.TensorSet]],
-    on_outcome: Callable[[Outcome], None],
-    on_event: Callable[[PlannedJob, AgentDevice, pb.RunEvent], None] = lambda j, d, e: None,
-    on_attempt: Callable[[PlannedJob, AgentDevice, int, str, str, str], None] = lambda *a: None,
-    max_attempts: int = 3,
+    hooks: Hooks,
+    max_attempts: int = limits.MAX_JOB_ATTEMPTS,
+    prior_attempts: Optional[Mapping[str, int]] = None,
     stop: Optional[threading.Event] = None,
+    return_wait_s: float = limits.AGENT_RETURN_WAIT_S,
 ) -> None:
-    sched = Scheduler(jobs, max_attempts=max_attempts)
+    sched = Scheduler(jobs, max_attempts=max_attempts, prior_attempts=prior_attempts or {})
     cond = threading.Condition()
     stop = stop or threading.Event()
     errors: list[BaseException] = []
     inflight: dict[str, tuple[AgentClient, str]] = {}
+
+    def report_stuck() -> None:
+        with cond:
+            stuck = sched.unrunnable()
+            cond.notify_all()
+        for s in stuck:
+            hooks.on_outcome(Outcome(s, None, None, {"stage": "transport", "kind": "no_device_left",
+                                                     "message": "every device eligible for this job was lost"},
+                                     sched.attempts.get(s.key, 0)))
+
+    def wait_for_return(dev: AgentDevice, client: AgentClient) -> bool:
+        """Probe a lost agent until it answers with the device, or give up."""
+        end = time.monotonic() + return_wait_s
+        for delay in backoff_delays(64, base=0.5, cap=5.0):
+            if stop.is_set() or time.monotonic() >= end:
+                return False
+            with cond:
+                if sched.done() or not sched.may_get_work(dev.key):
+                    return False
+            try:
+                client.wait_ready(timeout=min(limits.CONNECT_TIMEOUT_S, max(0.1, end - time.monotonic())))
+                present = any(d.id == dev.id for d in client.describe().devices)
+                if present:
+                    hooks.ensure_models(dev.agent)
+                    return True
+            except AgentError:
+                pass
+            stop.wait(delay)
+        return False
 
     def worker(dev_key: str) -> None:
         dev = devices[dev_key]
         client = clients[dev.agent]
         while not stop.is_set():
             with cond:
-                job = sched.take(dev_key)
-                if job is None:
-                    if sched.done() or not sched.may_get_work(dev_key):
-                        cond.notify_all()
-                        return
-                    cond.wait(limits.EVENT_POLL_S)
-                    continue
-                attempt = sched.attempts[job.key]
+                if dev_key in sched.suspended:
+                    job = None
+                else:
+                    job = sched.take(dev_key)
+                    if job is None:
+                        if sched.done() or not sched.may_get_work(dev_key):
+                            cond.notify_all()
+                            return
+                        cond.wait(limits.EVENT_POLL_S)
+                        continue
+                    attempt = sched.attempts[job.key]
+            if job is None:  # suspended: wait for the agent to come back
+                hooks.on_device(dev, "lost")
+                back = wait_for_return(dev, client)
+                with cond:
+                    (sched.revive if back else sched.abandon)(dev_key)
+                    cond.notify_all()
+                hooks.on_device(dev, "back" if back else "abandoned")
+                if not back:
+                    report_stuck()
+                    return
+                continue
             msg = job_message(run_id, job, dev, attempt, probes[job.candidate])
-            deadline = msg.timeout_s + limits.QUEUE_WAIT_S
             inflight[dev_key] = (client, msg.job_id)
             try:
-                res = client.run(msg, lambda ev: on_event(job, dev, ev), deadline)
+                res = client.run(msg, lambda ev: hooks.on_event(job, dev, ev), msg.timeout_s + limits.QUEUE_WAIT_S)
             except AgentError as err:
                 inflight.pop(dev_key, None)
-                gone = err.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-                on_attempt(job, dev, attempt, msg.job_id, "transport_error", str(err))
+                lost = err.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+                hooks.on_attempt(job, dev, attempt, msg.job_id, "transport_error", str(err))
                 with cond:
-                    if gone:
-                        requeued = sched.transport_failed(dev_key, agent_gone=True)
-                    else:
-                        sched.finish(dev_key)
-                        requeued = False
-                    stuck = sched.unrunnable()
+                    requeued = sched.transport_failed(dev_key) if lost else (sched.finish(dev_key) or False)
                     cond.notify_all()
                 if not requeued:
-                    on_outcome(Outcome(job, dev, None, {"stage": "transport", "kind": _kind(err), "message": str(err)},
-                                       attempt))
-                for s in stuck:
-                    on_outcome(Outcome(s, None, None, {"stage": "transport", "kind": "no_device_left",
-                                                       "message": "every device eligible for this job was lost"},
-                                       sched.attempts.get(s.key, 0)))
-                if gone:
-                    return  # this device's agent is gone; others carry on
+                    hooks.on_outcome(Outcome(job, dev, None, {"stage": "transport", "kind": _kind(err),
+                                                              "message": str(err)}, attempt))
+                report_stuck()
                 continue
             except BaseException as exc:  # a controller bug must not hang the run
                 if not stop.is_set():
@@ -111,16 +165,29 @@ def execute(
                     cond.notify_all()
                 return
             inflight.pop(dev_key, None)
-            on_attempt(job, dev, attempt, msg.job_id, "result" if not res.HasField("error") else "error_result",
-                       res.error.message[:500] if res.HasField("error") else "")
+            kind = res.error.kind if res.HasField("error") else ""
+            hooks.on_attempt(job, dev, attempt, msg.job_id, "result" if not kind else "error_result",
+                             res.error.message[:500] if kind else "")
+            if kind == "model_missing":
+                # The agent restarted without its cache: upload again and retry.
+                try:
+                    hooks.ensure_models(dev.agent)
+                except AgentError:
+                    pass
+                with cond:
+                    retried = sched.retry(dev_key)
+                    cond.notify_all()
+                if retried:
+                    continue
+            else:
+                with cond:
+                    sched.finish(dev_key)
+                    cond.notify_all()
             try:
-                on_outcome(Outcome(job, dev, wire.result_from_pb(res), None, attempt))
+                hooks.on_outcome(Outcome(job, dev, wire.result_from_pb(res), None, attempt))
             except BaseException as exc:
                 errors.append(exc)
                 stop.set()
-            with cond:
-                sched.finish(dev_key)
-                cond.notify_all()
 
     keys = sorted({k for j in jobs for k in j.eligible})
     threads = [threading.Thread(target=worker, args=(k,), name=f"dev-{k}", daemon=True) for k in keys]
@@ -150,4 +217,4 @@ def _kind(err: AgentError) -> str:
         return "deadline_exceeded"
     if err.code == grpc.StatusCode.UNAUTHENTICATED:
         return "unauthenticated"
-    return (err.code.name.lower() if err.code else "agent_error")
+    return err.code.name.lower() if err.code else "agent_error"

@@ -50,6 +50,7 @@ def build_record(
         "validity": None,
         "error": error,
         "attempts": attempts,
+        "ran": None,
         "details": {},
     }
     if result is None:
@@ -88,6 +89,8 @@ def build_record(
         "warnings": warnings,
     }
     record["details"] = details
+    if result.get("started_unix"):
+        record["ran"] = {"started_unix": result["started_unix"], "finished_unix": result.get("finished_unix")}
     if result.get("error"):
         record["error"] = result["error"]
     return record

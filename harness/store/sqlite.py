@@ -105,6 +105,9 @@ class SqliteStore:
     def finish_run(self, run_id: str, status: str, finished: Optional[float] = None) -> None:
         self._exec("UPDATE runs SET finished=?, status=? WHERE id=?", (finished or time.time(), status, run_id))
 
+    def set_status(self, run_id: str, status: str) -> None:
+        self._exec("UPDATE runs SET status=?, finished=NULL WHERE id=?", (status, run_id))
+
     def get_run(self, run_id: str) -> Optional[dict]:
         row = self._exec("SELECT id, cohort, started, finished, status, harness_version, config_json FROM runs WHERE id=?",
                          (run_id,)).fetchone()
