@@ -39,6 +39,9 @@ class RunRequest:
     probes: int = 8
     drivers: Optional[Sequence[str]] = None  # embedded agent's drivers
     resume: Optional[str] = None
+    sustained_s: Optional[float] = None  # run each job for exactly this long (windows, throttling)
+    repeat: int = 1  # independent sessions per job
+    cooldown_s: float = 0.0  # pause between a job's sessions
 
 
 @dataclass
@@ -77,6 +80,10 @@ def prepare(req: RunRequest) -> Prepared:
         cands = load_candidates(Path(req.candidates_file))
     else:
         cands = candidates_from_models(req.models, reference=cohort.cohort.quality.reference)
+    if req.repeat < 1:
+        raise ConfigError(f"--repeat {req.repeat}: expected 1 or more sessions")
+    if req.sustained_s is not None and req.sustained_s <= 0:
+        raise ConfigError("--sustained: expected a positive duration such as 90s, 10m or 1h")
     if not 1 <= req.probes <= harness.limits.MAX_PROBES:
         raise ConfigError(f"--probes {req.probes}: expected 1..{harness.limits.MAX_PROBES}")
     shapes = dict(probes_mod.parse_shape_option(s) for s in req.shapes)
@@ -111,6 +118,7 @@ def prepare(req: RunRequest) -> Prepared:
                                 "coreml": str(c.coreml) if c.coreml else None}
                        for c in cands.candidates},
         "lab_agents": [a.model_dump(mode="json") for a in lab.agents] if lab else None,
+        "sustained_s": req.sustained_s, "repeat": req.repeat, "cooldown_s": req.cooldown_s,
     }
     return Prepared(cohort, cands, arts, infos, probes, labels, config, lab)
 

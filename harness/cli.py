@@ -21,6 +21,22 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def parse_duration(text: str) -> float:
+    """'90s', '10m', '1h', '1.5m' or plain seconds -> seconds."""
+    from harness.config.loading import ConfigError
+
+    t = text.strip().lower()
+    scale = {"s": 1, "m": 60, "h": 3600}.get(t[-1:], None)
+    number = t[:-1] if scale else t
+    try:
+        value = float(number) * (scale or 1)
+    except ValueError:
+        raise ConfigError(f"--sustained {text!r}: expected a duration such as 90s, 10m or 1h") from None
+    if value <= 0:
+        raise ConfigError(f"--sustained {text!r}: expected a positive duration")
+    return value
+
+
 def _known_errors() -> tuple:
     from harness.config.loading import ConfigError
     from harness.controller.client import AgentError
@@ -58,6 +74,11 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
     resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN",
                                          help="Finish a stored run: only jobs without a result run."),
+    sustained: Optional[str] = typer.Option(None, "--sustained", metavar="DURATION",
+                                            help="Run each job for this long (e.g. 10m): latency over time, "
+                                                 "steady state vs first minute, throttling onset."),
+    repeat: int = typer.Option(1, "--repeat", help="Independent sessions per job (between- vs within-session variance)."),
+    cooldown: float = typer.Option(0.0, "--cooldown", help="Seconds to pause between a job's repeated sessions."),
 ):
     """Benchmark candidates on a cohort's devices and store the results."""
     if not cohort and not resume:
@@ -68,7 +89,8 @@ def run(
     from harness.cli_render import ProgressPrinter, print_summary
 
     req = api.RunRequest(
-        cohort=cohort or "", resume=resume, candidates_file=candidates, models=model, shapes=shape, dims=dim, lab=lab, store=store,
+        cohort=cohort or "", resume=resume, sustained_s=guarded(lambda: parse_duration(sustained)) if sustained else None,
+        repeat=repeat, cooldown_s=cooldown, candidates_file=candidates, models=model, shapes=shape, dims=dim, lab=lab, store=store,
         out=out, probes=probes, drivers=[d.strip() for d in drivers.split(",") if d.strip()] if drivers else None,
     )
     printer = ProgressPrinter(quiet=quiet)

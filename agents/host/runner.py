@@ -119,6 +119,17 @@ def _session_options(ort, options: dict, log_verbose: bool = False, profile_pref
     return so
 
 
+def _parse_cores(text: str) -> set[int]:
+    cores: set[int] = set()
+    try:
+        for part in str(text).split(","):
+            lo, _, hi = part.strip().partition("-")
+            cores.update(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise JobFailed("load", "bad_option", f"cpu_affinity={text!r}: expected cores like 0-3 or 0,2") from None
+    return cores
+
+
 def _providers(ep: str, options: dict) -> list:
     from agents.base import EP_LONG_NAMES
 
@@ -186,6 +197,8 @@ def _run(jd: Path, spec: dict, result: dict, outputs: dict) -> None:
     ep = spec["ep"]
     options = {str(k): str(v) for k, v in spec.get("options", {}).items()}
     result["runtime"] = {"name": "onnxruntime", "version": ort.__version__, "ep": ep, "options": options}
+    result["details"]["runtime_build"] = ort.get_build_info() if hasattr(ort, "get_build_info") else ""
+    result["details"]["timer_resolution_ms"] = time.get_clock_info("perf_counter").resolution * 1e3
     with np.load(jd / "probes.npz") as data:
         probes: list[dict] = []
         for key in sorted(data.files, key=lambda k: (int(k.split("/", 1)[0]), k)):
@@ -197,6 +210,16 @@ def _run(jd: Path, spec: dict, result: dict, outputs: dict) -> None:
         raise JobFailed("job", "bad_input", "the job carries no probe inputs")
     feed = probes[0]
 
+    affinity = options.get("cpu_affinity")
+    if affinity:
+        # Pin the runner (and ONNX Runtime's threads, which inherit it) to
+        # chosen cores, e.g. "2-3" or "0,2": keeps other work off them.
+        cores = _parse_cores(affinity)
+        try:
+            os.sched_setaffinity(0, cores)
+        except (AttributeError, OSError) as exc:
+            raise JobFailed("load", "bad_option", f"cpu_affinity={affinity!r}: {exc}") from None
+        result["details"]["cpu_affinity"] = sorted(cores)
     rss_before, rss_method = _rss_bytes()
     providers = _providers(ep, options)
     t0 = time.perf_counter()

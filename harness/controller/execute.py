@@ -78,6 +78,7 @@ def execute(
     prior_attempts: Optional[Mapping[str, int]] = None,
     stop: Optional[threading.Event] = None,
     return_wait_s: float = limits.AGENT_RETURN_WAIT_S,
+    cooldown_s: float = 0.0,
 ) -> None:
     sched = Scheduler(jobs, max_attempts=max_attempts, prior_attempts=prior_attempts or {})
     cond = threading.Condition()
@@ -141,6 +142,9 @@ def execute(
                     report_stuck()
                     return
                 continue
+            if job.repeat > 1 and cooldown_s > 0:
+                # Independent sessions: let the device settle between them.
+                stop.wait(cooldown_s)
             msg = job_message(run_id, job, dev, attempt, probes[job.candidate])
             inflight[dev_key] = (client, msg.job_id)
             try:

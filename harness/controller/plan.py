@@ -67,6 +67,7 @@ class PlannedJob:
     artefact: Artefact
     measure: MeasurePolicy
     eligible: tuple[str, ...]  # AgentDevice.key values
+    repeat: int = 0  # 1..N for `--repeat N` sessions of one job; 0 when not repeated
 
 
 @dataclass(frozen=True)
@@ -181,3 +182,26 @@ def make_plan(
                                             tuple(d.key for d in runners)))
                 index += 1
     return plan
+
+
+def with_policy(plan: Plan, policy_for) -> Plan:
+    """The same plan with each job's policy passed through policy_for."""
+    from dataclasses import replace
+
+    return Plan(jobs=[replace(j, measure=policy_for(j.measure)) for j in plan.jobs], gaps=plan.gaps,
+                matched=plan.matched)
+
+
+def repeated(plan: Plan, times: int) -> Plan:
+    """Each job as `times` independent sessions, keyed `<job key>#<i>`, kept
+    next to each other so one device runs them in turn."""
+    from dataclasses import replace
+
+    if times <= 1:
+        return plan
+    jobs = []
+    for j in plan.jobs:
+        for r in range(1, times + 1):
+            jobs.append(replace(j, key=f"{j.key}#{r}", index=len(jobs), repeat=r))
+    gaps = [replace(g, key=f"{g.key}#{r}") for g in plan.gaps for r in range(1, times + 1)]
+    return Plan(jobs=jobs, gaps=gaps, matched=plan.matched)

@@ -19,7 +19,7 @@ import harness
 from harness import wire
 from harness.controller.agents import Connected, connect
 from harness.controller.execute import Hooks, Outcome, execute
-from harness.controller.plan import Plan, make_plan
+from harness.controller.plan import Plan, make_plan, repeated, with_policy
 from harness.measure.record import build_record
 from harness.store.sqlite import pack_arrays
 
@@ -48,6 +48,10 @@ def _run(req: Any, prep: Any, progress, run_id: Optional[str], new_id) -> Any:
         store = open_store(req.store)
         plan = make_plan(prep.cohort.profiles, [c.name for c in prep.cands.candidates], prep.artefacts,
                          conn.devices, prep.cohort.cohort.measure.policy())
+        sustained_s = prep.config.get("sustained_s")
+        if sustained_s:
+            plan = with_policy(plan, lambda p: p.sustained(sustained_s))
+        plan = repeated(plan, int(prep.config.get("repeat") or 1))
         resuming = run_id is not None
         if resuming:
             plan, prior = _remaining(store, run_id, plan)
@@ -155,7 +159,9 @@ def _execute(store, run_id: str, plan: Plan, prep: Any, conn: Connected, progres
         rec = build_record(job_key=o.job.key, candidate=o.job.candidate, technique=technique[o.job.candidate],
                            profile=o.job.profile, target=o.job.target,
                            model=model_record(o.job.candidate, o.job.artefact.format),
-                           device=device, result=o.result, attempts=o.attempts, error=o.error)
+                           device=device, result=o.result, attempts=o.attempts, error=o.error,
+                           policy=o.job.measure, repeat=o.job.repeat,
+                           sustained_s=prep.config.get("sustained_s"))
         outputs = (o.result or {}).get("outputs") or None
         with lock:
             stored = store.put_result(run_id, o.job.key, rec, outputs)
@@ -180,7 +186,8 @@ def _execute(store, run_id: str, plan: Plan, prep: Any, conn: Connected, progres
     hooks = Hooks(on_outcome=on_outcome, on_event=on_event, on_attempt=on_attempt, ensure_models=ensure,
                   on_device=on_device)
     try:
-        execute(run_id, plan.jobs, devices, conn.clients, probes_pb, hooks, prior_attempts=prior)
+        execute(run_id, plan.jobs, devices, conn.clients, probes_pb, hooks, prior_attempts=prior,
+                cooldown_s=float(prep.config.get("cooldown_s") or 0.0))
     except KeyboardInterrupt:
         return True
     done = store.done_keys(run_id)

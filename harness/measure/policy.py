@@ -23,6 +23,12 @@ class MeasurePolicy:
     # Hard cap on measured runs; 0 = none.
     max_runs: int = 0
 
+    def sustained(self, duration_s: float) -> "MeasurePolicy":
+        """Run for exactly duration_s after warm-up: no early stop, no cap."""
+        from dataclasses import replace
+
+        return replace(self, min_runs=1, min_s=duration_s, max_s=duration_s, target_ci=0.0, max_runs=0)
+
     def bound_s(self) -> float:
         """Upper bound on warm-up plus measurement time, for deadlines.
 
@@ -34,34 +40,40 @@ class MeasurePolicy:
 
 
 def p90_ci_halfwidth(samples: Sequence[float]) -> Optional[float]:
-    """Half-width of a distribution-free 95 % CI of the p90, in sample units.
+    """Half-width of the distribution-free 95 % interval of the p90, in sample
+    units; None while the sample is too small for one."""
+    from harness.measure.intervals import percentile_interval
 
-    Order-statistic interval: the ranks n*p -/+ 1.96*sqrt(n*p*(1-p)) of the
-    sorted samples bracket the true p90 with ~95 % coverage (normal
-    approximation to the binomial; fine for n >= ~50). None when n is too
-    small for the upper rank to exist.
-    """
+    ci = percentile_interval(samples, 0.9)
+    return None if ci is None else (ci[1] - ci[0]) / 2.0
+
+
+# The first and last fifths of the run whose medians differ by more than this
+# mean the latency is still moving (throttling, background load): an
+# interval over a moving target is narrow but meaningless, so the rule keeps
+# measuring and the run ends at max_s, flagged.
+DRIFT_FRACTION = 0.05
+
+
+def _still_drifting(samples: Sequence[float]) -> bool:
     import numpy as np
 
     n = len(samples)
-    if n < 20:
-        return None
-    p = 0.9
-    half = 1.96 * (n * p * (1 - p)) ** 0.5
-    lo = int(np.floor(n * p - half)) - 1
-    hi = int(np.ceil(n * p + half)) - 1
-    if lo < 0 or hi >= n:
-        return None
-    ordered = np.sort(np.asarray(samples, dtype=np.float64))
-    return float(ordered[hi] - ordered[lo]) / 2.0
+    if n < 50:
+        return False
+    k = n // 5
+    first = float(np.median(np.asarray(samples[:k], dtype=np.float64)))
+    last = float(np.median(np.asarray(samples[-k:], dtype=np.float64)))
+    return first > 0 and abs(last - first) / first > DRIFT_FRACTION
 
 
 class StopRule:
     """Decides when warm-up is over and when measurement may stop.
 
     Measurement stops at the first of: max_runs reached; max_s elapsed; or,
-    once both min_runs and min_s are met, the p90's CI half-width within
-    target_ci of the p90 (or immediately when target_ci is 0). Checking the
+    once both min_runs and min_s are met and the latency has stopped drifting,
+    the p90's CI half-width within target_ci of the p90 (or immediately when
+    target_ci is 0). Checking the
     CI sorts the samples, so it is evaluated after `check_every` new samples
     or 10 % more samples, whichever is more, to keep the timing loop's
     overhead negligible.
@@ -97,6 +109,8 @@ class StopRule:
         # Checks sort the samples: spacing them geometrically keeps the total
         # cost O(n log n) however long the run is.
         self._next_check = n + max(self.check_every, int(n * self.growth))
+        if _still_drifting(samples):
+            return None
         half = p90_ci_halfwidth(samples)
         if half is None:
             return None

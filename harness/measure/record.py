@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from harness.measure import stats
+from harness.measure import stats, sustained
+from harness.measure.fingerprint import fingerprint
 
 
 def build_record(
@@ -23,6 +24,9 @@ def build_record(
     result: Optional[dict],  # harness.wire.result_from_pb output
     attempts: int = 1,
     error: Optional[dict] = None,
+    policy: Any = None,  # MeasurePolicy the job ran under
+    repeat: int = 0,
+    sustained_s: Optional[float] = None,
 ) -> dict:
     dev = device or {}
     record: dict = {
@@ -50,6 +54,8 @@ def build_record(
         "validity": None,
         "error": error,
         "attempts": attempts,
+        "measure": ({**policy.__dict__, "sustained_s": sustained_s or None, "repeat": repeat or None}
+                    if policy is not None else None),
         "ran": None,
         "details": {},
     }
@@ -68,14 +74,14 @@ def build_record(
     record["placement"] = result.get("placement")
     v = result.get("validity") or {}
     warnings = list(v.get("warnings") or [])
+    details = result.get("details") or {}
     if samples:
-        warnings.extend(stats.stability_warnings(samples))
+        warnings.extend(stats.stability_warnings(samples, details.get("timer_resolution_ms")))
         if timing.get("p99_ms") is None and samples:
             warnings.append(f"p99 not reported: {len(samples)} samples, its 95% CI needs at least "
                             f"{stats.min_samples_for(0.99)}")
     if v.get("stop_reason") == "max_s":
         warnings.append("stopped at max_s before the p90's confidence interval reached target_ci")
-    details = result.get("details") or {}
     cond = details.get("conditions") or {}
     record["validity"] = {
         "warmup_done": bool(v.get("warmup_done")),
@@ -93,6 +99,9 @@ def build_record(
         record["ran"] = {"started_unix": result["started_unix"], "finished_unix": result.get("finished_unix")}
     if result.get("error"):
         record["error"] = result["error"]
+    record["environment"] = fingerprint(record)
+    if sustained_s and samples:
+        record["sustained"] = sustained.analyse(samples)
     return record
 
 

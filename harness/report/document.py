@@ -33,12 +33,42 @@ def build_report(store, run_id: str) -> dict:
         "baseline": None,
         "decision": None,
     }
+    reps = repeat_summary(results)
+    if reps:
+        doc["repeats"] = reps
     try:
         from harness.analysis import analyse
     except ImportError:
         return doc
     doc.update(analyse(doc, store, run))
     return doc
+
+
+def repeat_summary(results: list[dict]) -> dict:
+    """Between- vs within-session variation of each job run as `--repeat N`
+    sessions. Sessions are pooled only when their environments match."""
+    from harness.measure import repeats
+    from harness.measure.fingerprint import fingerprint, mismatches
+
+    groups: dict[str, list[dict]] = {}
+    for r in results:
+        key = r.get("job", "")
+        if "#" in key and not r.get("error") and (r.get("timing") or {}).get("samples_ms"):
+            groups.setdefault(key.rsplit("#", 1)[0], []).append(r)
+    out = {}
+    for base, rows in groups.items():
+        if len(rows) < 2:
+            continue
+        first = fingerprint(rows[0])
+        diff = sorted({k for r in rows[1:] for k, _, _ in mismatches(first, fingerprint(r))})
+        summary = repeats.analyse([r["timing"]["samples_ms"] for r in rows])
+        if diff:
+            summary = {"sessions": len(rows), "pooled": False,
+                       "reason": f"not pooled: sessions ran in environments that differ in {', '.join(diff)}"}
+        else:
+            summary["pooled"] = True
+        out[base] = summary
+    return out
 
 
 def _atomic_write(path: Path, text: str) -> None:

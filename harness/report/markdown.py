@@ -78,10 +78,44 @@ def render(doc: dict) -> str:
             for w in r["validity"]["warnings"]:
                 parts.append(f"- `{r['job']}`: {w}")
         parts.append("")
+    parts += _sustained_section(doc) + _repeats_section(doc)
     extra = _analysis_sections(doc)
     if extra:
         parts.append(extra)
     return "\n".join(parts)
+
+
+def _sustained_section(doc: dict) -> list[str]:
+    rows = []
+    for r in doc["results"]:
+        s = r.get("sustained")
+        if not s:
+            continue
+        f, st = s.get("first_minute") or {}, s.get("steady_state") or {}
+        onset = s.get("throttling_onset_s")
+        rows.append([r["job"], f"{s['duration_s']:.0f}", fmt_ms(f.get("p50_ms")), fmt_ms(st.get("p50_ms")),
+                     "—" if s.get("steady_vs_first") is None else f"{100 * s['steady_vs_first']:+.1f}%",
+                     "none" if onset is None else f"{onset:.0f} s"])
+    if not rows:
+        return []
+    return ["## Sustained load", "", table(["job", "seconds", "first-minute p50", "steady p50", "change",
+                                             "throttling onset"], rows), ""]
+
+
+def _repeats_section(doc: dict) -> list[str]:
+    reps = doc.get("repeats") or {}
+    if not reps:
+        return []
+    rows = []
+    for key, r in reps.items():
+        if not r.get("pooled"):
+            rows.append([key, str(r["sessions"]), "—", "—", "—", r.get("reason", "")])
+            continue
+        rows.append([key, str(r["sessions"]), ", ".join(fmt_ms(x) for x in r["session_p50_ms"]),
+                     fmt_ms(r["between_session_std_ms"]), fmt_ms(r["within_session_std_ms"]),
+                     f"{100 * r['between_share']:.1f}% of variance between sessions"])
+    return ["## Repeated sessions", "", table(["job", "sessions", "session p50 ms", "between-session std",
+                                                "within-session std", "note"], rows), ""]
 
 
 def _one_line(text: str, limit: int = 400) -> str:

@@ -186,3 +186,30 @@ def test_profile_without_device_is_reported_not_a_crash(tmp_path, quick_cohort):
     assert by_profile["host-cpu"]["error"] is None
     gap = by_profile["pixel-7"]["error"]
     assert gap["stage"] == "plan" and gap["kind"] == "not_covered" and "pixel-7" in gap["message"]
+
+
+def test_sustained_and_repeated_sessions(tmp_path, quick_cohort):
+    m = modelkit.mlp(tmp_path / "m.onnx", batch=1)
+    out = tmp_path / "o"
+    run_ok("run", "--cohort", quick_cohort, "--model", f"m={m}", "--sustained", "2s", "--repeat", "2",
+           "--cooldown", "0.2", "--out", out, "--drivers", "host", cwd=tmp_path)
+    doc = json.loads((out / "report.json").read_text())
+    rows = sorted(doc["results"], key=lambda r: r["job"])
+    assert [r["job"].rsplit("#", 1)[1] for r in rows] == ["1", "2"]
+    for i, r in enumerate(rows, start=1):
+        assert r["measure"]["sustained_s"] == 2.0 and r["measure"]["repeat"] == i
+        assert r["validity"]["stop_reason"] == "max_s"
+        s = r["sustained"]
+        assert s["windows"] and s["first_minute"]["n"] > 0 and 1.0 < s["duration_s"] <= 2.0
+        assert r["environment"]["runtime"] == "onnxruntime"
+    assert rows[1]["ran"]["started_unix"] - rows[0]["ran"]["finished_unix"] >= 0.2  # cooldown between sessions
+    rep = doc["repeats"]["host-cpu/m/onnxruntime@any/cpu[intra_op_threads=1]"]
+    assert rep["sessions"] == 2 and rep["pooled"] and 0 <= rep["between_share"] <= 1
+    md = (out / "report.md").read_text()
+    assert "## Sustained load" in md and "## Repeated sessions" in md
+
+
+def test_bad_durations(tmp_path, quick_cohort):
+    m = modelkit.mlp(tmp_path / "m.onnx", batch=1)
+    bad(tmp_path, "--cohort", quick_cohort, "--model", f"m={m}", "--sustained", "ten minutes", expect="--sustained")
+    bad(tmp_path, "--cohort", quick_cohort, "--model", f"m={m}", "--repeat", "0", expect="--repeat 0")

@@ -71,17 +71,29 @@ def test_scheduler_requeues_on_lost_agent_then_gives_up():
     jobs = _jobs(1, [("d1", "d2")])
     s = Scheduler(jobs, max_attempts=2)
     assert s.take("d1").key == "j0"
-    assert s.transport_failed("d1", agent_gone=True) is True
-    assert s.take("d1") is None  # dead devices get nothing
+    assert s.transport_failed("d1") is True
+    assert s.take("d1") is None  # a suspended device gets nothing
     assert s.take("d2").key == "j0" and s.attempts["j0"] == 2
-    assert s.transport_failed("d2", agent_gone=True) is False
-    assert s.done() and not s.may_get_work("d2")
+    assert s.transport_failed("d2") is False  # attempts used up
+    assert s.done()
 
 
-def test_scheduler_unrunnable_after_all_devices_die():
-    jobs = _jobs(2, [("d1",), ("d1",)])
+def test_scheduler_waits_for_a_suspended_device_then_revives_it():
+    jobs = _jobs(1, [("d1",)])
     s = Scheduler(jobs, max_attempts=3)
     s.take("d1")
-    assert s.transport_failed("d1", agent_gone=True) is False  # no live device left for it
-    assert [j.key for j in s.unrunnable()] == ["j1"]
-    assert s.done()
+    assert s.transport_failed("d1") is True  # requeued: d1 may come back
+    assert s.may_get_work("d1") and s.take("d1") is None
+    s.revive("d1")
+    assert s.take("d1").key == "j0" and s.attempts["j0"] == 2
+
+
+def test_scheduler_abandoned_device_leaves_jobs_unrunnable():
+    jobs = _jobs(2, [("d1",), ("d1",)])
+    s = Scheduler(jobs, max_attempts=3, prior_attempts={"j1": 1})
+    s.take("d1")
+    s.transport_failed("d1")
+    s.abandon("d1")
+    assert sorted(j.key for j in s.unrunnable()) == ["j0", "j1"]
+    assert s.done() and not s.may_get_work("d1")
+    assert s.attempts == {"j0": 1, "j1": 1}  # prior attempts carried over for resume

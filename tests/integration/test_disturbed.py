@@ -1,0 +1,52 @@
+"""A run disturbed by a CPU hog mid-measurement is flagged, not hidden."""
+
+import hashlib
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+
+import modelkit
+from harness import wire
+from harness._proto.v1 import agent_pb2 as pb
+from harness.measure.policy import MeasurePolicy
+from harness.measure.record import build_record
+from harness.config.models import DeviceProfile
+
+HOG = "import os\nos.sched_setaffinity(0, {0})\nwhile True:\n    pass\n"
+
+
+def test_cpu_hog_mid_measurement_is_flagged(tmp_path, client):
+    model = modelkit.heavy_mlp(tmp_path / "h.onnx", width=256, depth=8)
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()
+    client.ensure_models([(model, digest, "onnx")])
+    dev = client.describe().devices[0]
+    policy = MeasurePolicy(warmup_runs=5, warmup_s=0, min_runs=100, min_s=4.0, max_s=4.0, target_ci=0)
+    job = pb.Job(job_id="hog.1", device_id=dev.id, models=[pb.ModelRef(digest=digest, format="onnx")],
+                 target=pb.RuntimeTarget(runtime="onnxruntime", ep="cpu",
+                                         options={"intra_op_threads": "1", "cpu_affinity": "0"}),
+                 measure=wire.policy_to_pb(policy),
+                 probes=[wire.tensors_to_pb({"x": np.ones((1, 256), np.float32)})], timeout_s=120)
+    hog = {}
+
+    def on_event(ev):
+        # Start the hog on the runner's core halfway through measurement.
+        if ev.HasField("progress") and ev.progress.phase == "measure" and ev.progress.elapsed_s >= 1.5 and not hog:
+            hog["p"] = subprocess.Popen([sys.executable, "-c", HOG])
+
+    try:
+        res = wire.result_from_pb(client.run(job, on_event, 120))
+    finally:
+        if hog:
+            hog["p"].kill()
+            hog["p"].wait()
+    assert hog, "the measurement never reached the point where the hog starts"
+    assert res["error"] is None and res["details"]["cpu_affinity"] == [0]
+    prof = DeviceProfile.model_validate({"id": "host", "platform": "linux",
+                                         "targets": [{"runtime": "onnxruntime", "ep": "cpu"}]})
+    rec = build_record(job_key="k", candidate="h", technique="baseline", profile=prof, target=prof.targets[0],
+                       model=None, device=None, result=res)
+    assert rec["validity"]["stable"] is False
+    assert any(w.startswith(("drift", "unstable")) for w in rec["validity"]["warnings"]), rec["validity"]["warnings"]
