@@ -19,7 +19,7 @@ browser-deps: $(STAMP)
 	-$(HARNESS) browser-runtime install --default
 
 demo: $(STAMP) browser-deps
-	$(HARNESS) run --cohort local --candidates examples/digits/candidates.yaml --out out/demo
+	$(HARNESS) run --cohort local --candidates examples/digits/candidates.yaml --out out/demo --warn-only
 	@echo "report: out/demo/report.html (also report.md, report.json)"
 
 test: $(STAMP) browser-deps

@@ -79,6 +79,7 @@ def run(
                                                  "steady state vs first minute, throttling onset."),
     repeat: int = typer.Option(1, "--repeat", help="Independent sessions per job (between- vs within-session variance)."),
     cooldown: float = typer.Option(0.0, "--cooldown", help="Seconds to pause between a job's repeated sessions."),
+    warn_only: bool = typer.Option(False, "--warn-only", help="Report failed budgets but exit 0."),
 ):
     """Benchmark candidates on a cohort's devices and store the results."""
     if not cohort and not resume:
@@ -98,9 +99,13 @@ def run(
     print_summary(outcome)
     if outcome.interrupted:
         raise typer.Exit(130)
-    code = getattr(outcome, "exit_code", 0)
-    if code:
-        raise typer.Exit(code)
+    from harness.analysis import budget_failures
+
+    failures = budget_failures(outcome.report)
+    for line in failures:
+        typer.echo(f"budget failed: {line}", err=True)
+    if failures and not warn_only:
+        raise typer.Exit(1)
 
 
 @app.command()

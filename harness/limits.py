@@ -102,6 +102,9 @@ BROWSER_BATCH_MAX_RUNS = 2000
 NPM_TIMEOUT_S = 600.0
 # Resolving a version range with `npm view` is one small registry request.
 NPM_VIEW_TIMEOUT_S = 60.0
+# A failed browser probe is retried after this long rather than on every
+# Describe, so a broken Chromium does not cost a launch per RPC.
+BROWSER_PROBE_RETRY_S = 30.0
 # Attempts per job across devices when agents are lost mid-job.
 MAX_JOB_ATTEMPTS = 3
 # How long a controller waits for a lost agent to come back before giving
@@ -113,9 +116,6 @@ KEEPALIVE_S = 20.0
 KEEPALIVE_TIMEOUT_S = 10.0
 # The shortest ping interval an agent accepts from a controller.
 MIN_PING_INTERVAL_S = 1.0
-# A failed browser probe is retried after this long rather than on every
-# Describe, so a broken Chromium does not cost a launch per RPC.
-BROWSER_PROBE_RETRY_S = 30.0
 
 # --- ios --------------------------------------------------------------------
 # sysctl, sw_vers and `simctl list` answer from local state in well under a
@@ -154,3 +154,6 @@ ANDROID_MAX_BATCHES = 20
 # Largest profile pulled back for placement: a few runs of a big model's
 # per-node events; past this ONNX Runtime has stopped recording anyway.
 ANDROID_PROFILE_MAX_BYTES = 256 * MiB
+# What a job needs after its measurement (placement pass, probe runs,
+# cleanup); a cooldown wait is cut short so that this much is left.
+ANDROID_AFTER_MEASURE_S = 60.0

@@ -118,6 +118,8 @@ def compare(cand: Outputs, ref: Outputs) -> dict:
         elif na == 0 and nr == 0:
             out["cosine"] = 1.0
         out["identical"] = err == 0.0
+        if out["identical"]:
+            out["cosine"] = 1.0  # exact, not 1 - rounding
         out["snr_db"] = _finite(10 * math.log10(sig / err)) if err > 0 and sig > 0 else None
     if cls_pair is not None:
         agree, total = 0, 0

@@ -207,9 +207,22 @@ def test_sustained_and_repeated_sessions(tmp_path, quick_cohort):
     assert rep["sessions"] == 2 and rep["pooled"] and 0 <= rep["between_share"] <= 1
     md = (out / "report.md").read_text()
     assert "## Sustained load" in md and "## Repeated sessions" in md
+    html = (out / "report.html").read_text()
+    assert 'id="plot-sustained-0"' in html and 'id="plot-sustained-1"' in html
 
 
 def test_bad_durations(tmp_path, quick_cohort):
     m = modelkit.mlp(tmp_path / "m.onnx", batch=1)
     bad(tmp_path, "--cohort", quick_cohort, "--model", f"m={m}", "--sustained", "ten minutes", expect="--sustained")
     bad(tmp_path, "--cohort", quick_cohort, "--model", f"m={m}", "--repeat", "0", expect="--repeat 0")
+
+
+def test_failed_budget_exits_nonzero_unless_warn_only(tmp_path, quick_cohort):
+    c = quick_cohort.parent / "tight.yaml"
+    c.write_text(quick_cohort.read_text().replace("latency_p90_ms: 1000", "latency_p90_ms: 0.00001"))
+    m = modelkit.mlp(tmp_path / "m.onnx", batch=1)
+    p = harness_cli("run", "--cohort", c, "--model", f"m={m}", "--drivers", "host", "-q", cwd=tmp_path)
+    assert p.returncode == 1
+    assert "budget failed:" in p.stderr and "p90" in p.stderr
+    p = harness_cli("run", "--cohort", c, "--model", f"m={m}", "--drivers", "host", "-q", "--warn-only", cwd=tmp_path)
+    assert p.returncode == 0 and "budget failed:" in p.stderr

@@ -1,0 +1,160 @@
+"""Reference outputs, computed once per run on the controller.
+
+For every candidate with an ONNX artefact, its probes run through ONNX
+Runtime's CPU execution provider on the controller (see ``refrun``). Two
+comparisons use them:
+
+* each result against the **reference candidate's** outputs (the teacher):
+  does the compressed model still do what the teacher does?
+* each result against the **same candidate's** outputs here: does the model,
+  as deployed on that device and runtime, compute what its ONNX file says?
+  (the third validation point of the distillation protocol).
+
+The controller also stores each candidate's inventory (op types, parameter
+count, weight bytes), so a report rebuilt later needs no model files.
+
+Blobs: ``reference/<candidate>`` (packed outputs), ``reference-meta/<candidate>``
+and ``model/<candidate>`` (JSON). Nothing here raises: a candidate whose
+reference cannot be computed is recorded as failed, with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from harness import limits
+from harness.store.sqlite import pack_arrays, unpack_arrays
+
+log = logging.getLogger("harness.analysis")
+
+# Bytes per element by onnx.TensorProto data type (float8 kinds 17-20: 1 byte;
+# int4/uint4 21-22: two per byte).
+_ITEMSIZE = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 16: 2,
+             17: 1, 18: 1, 19: 1, 20: 1, 21: 0.5, 22: 0.5}
+
+
+def weight_bytes(path: Path) -> Optional[int]:
+    """Bytes held by a model's initializers (its weights), from the graph."""
+    try:
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:
+        return None
+    total = 0.0
+    for init in model.graph.initializer:
+        count = int(np.prod(init.dims)) if len(init.dims) else 1
+        total += count * _ITEMSIZE.get(init.data_type, 4)
+    return int(round(total))
+
+
+def model_inventory(info: Any) -> dict:
+    """JSON-able facts about one artefact (a harness.models.ModelInfo)."""
+    out = {"format": info.format, "size_bytes": info.size_bytes, "params": info.params,
+           "precision": info.precision, "op_types": dict(info.op_types), "opset": info.opset,
+           "inputs": [{"name": t.name, "dtype": t.dtype, "dims": list(t.dims)} for t in info.inputs],
+           "outputs": [{"name": t.name, "dtype": t.dtype, "dims": list(t.dims)} for t in info.outputs],
+           "weight_bytes": None}
+    if info.format == "onnx":
+        out["weight_bytes"] = weight_bytes(info.path)
+    return out
+
+
+class _Failed(Exception):
+    pass
+
+
+def _run_child(model: Path, probes: list, timeout_s: float) -> tuple[list, dict]:
+    work = Path(tempfile.mkdtemp(prefix="harness-ref-"))
+    try:
+        (work / "job.json").write_text(json.dumps({"model": str(model)}))
+        np.savez(work / "probes.npz", **{f"{i}/{k}": v for i, p in enumerate(probes) for k, v in p.items()})
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        with open(work / "stderr.log", "wb") as err:
+            proc = subprocess.Popen([sys.executable, "-m", "harness.analysis.refrun", str(work)],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                    start_new_session=True, env=env)
+            try:
+                code = proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                raise _Failed(f"no reference outputs within {timeout_s:.0f} s; the process was killed") from None
+        if code != 0 or not (work / "meta.json").exists():
+            # The child's last stderr line is the exception ONNX Runtime raised.
+            lines = [ln for ln in (work / "stderr.log").read_text(errors="replace").splitlines() if ln.strip()]
+            how = f"signal {-code}" if code < 0 else f"exit code {code}"
+            raise _Failed(f"ONNX Runtime CPU failed ({how})" + (f": {lines[-1].strip()}" if lines else ""))
+        meta = json.loads((work / "meta.json").read_text())
+        outputs: list[dict] = []
+        with np.load(work / "outputs.npz", allow_pickle=False) as data:
+            for key in data.files:
+                idx, name = key.split("/", 1)
+                while len(outputs) <= int(idx):
+                    outputs.append({})
+                outputs[int(idx)][name] = data[key]
+        return outputs, meta
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def store_references(store, run_id: str, prep: Any, progress: Callable[[dict], None] = lambda e: None,
+                     timeout_s: float = limits.REFERENCE_TIMEOUT_S) -> dict:
+    """Compute and store every candidate's reference outputs and inventory.
+
+    Runs before any job so the host's measurements never share the CPU with
+    it. Returns {candidate: meta}; never raises for a model's failure.
+    """
+    metas: dict = {}
+    for c in prep.cands.candidates:
+        infos = prep.infos.get(c.name, {})
+        try:
+            inv = {fmt: model_inventory(i) for fmt, i in infos.items()}
+            store.put_blob(run_id, f"model/{c.name}", json.dumps(inv).encode())
+        except Exception as exc:  # an inventory is a convenience, never fatal
+            log.warning("model inventory of %s: %s", c.name, exc)
+        info = infos.get("onnx")
+        probes = prep.probes.get(c.name) or []
+        if info is None:
+            meta = {"status": "skipped", "reason": "no ONNX artefact to run on the controller"}
+        elif not probes:
+            meta = {"status": "skipped", "reason": "no probe inputs"}
+        else:
+            try:
+                outputs, meta = _run_child(Path(info.path), probes, timeout_s)
+                meta["status"] = "ok"
+                store.put_blob(run_id, f"reference/{c.name}", pack_arrays(outputs))
+            except _Failed as exc:
+                meta = {"status": "failed", "reason": str(exc)[:2000]}
+            except Exception as exc:  # the controller's own trouble (disk, fork): recorded, the run goes on
+                meta = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"[:2000]}
+        metas[c.name] = meta
+        store.put_blob(run_id, f"reference-meta/{c.name}", json.dumps(meta).encode())
+        progress({"event": "reference", "candidate": c.name, **meta})
+    return metas
+
+
+def load_reference(store, run_id: str, candidate: str) -> tuple[list, dict]:
+    """(outputs, meta) stored for a candidate; ([], {status: missing}) if none."""
+    raw = store.get_blob(run_id, f"reference-meta/{candidate}")
+    meta = json.loads(raw) if raw else {"status": "missing", "reason": "no reference was computed for this run"}
+    outputs = unpack_arrays(store.get_blob(run_id, f"reference/{candidate}")) if meta.get("status") == "ok" else []
+    return outputs, meta
+
+
+def load_inventory(store, run_id: str, candidate: str) -> dict:
+    raw = store.get_blob(run_id, f"model/{candidate}")
+    return json.loads(raw) if raw else {}
