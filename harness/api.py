@@ -219,3 +219,34 @@ def report(store_url: Optional[str], ref: str) -> dict:
         return build_report(store, resolve_run(store, ref))
     finally:
         store.close()
+
+
+def load_report(store_url: Optional[str], ref: str) -> dict:
+    """A stored run by id / prefix / 'latest', or a saved report.json file."""
+    import json
+
+    p = Path(ref)
+    if p.suffix == ".json" or p.is_file():
+        try:
+            doc = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{p}: cannot read a report ({type(exc).__name__}: {exc})") from None
+        if not isinstance(doc, dict) or "results" not in doc or "run" not in doc:
+            raise ConfigError(f"{p}: not a harness report (expected the keys run and results)")
+        return doc
+    return report(store_url, ref)
+
+
+def decide(store_url: Optional[str], ref: str) -> Optional[dict]:
+    """The quantisation-vs-distillation decision of a run, with its evidence."""
+    return load_report(store_url, ref).get("decision")
+
+
+def compare(store_url: Optional[str], old: str, new: str, threshold: float = 0.05,
+            memory_threshold: Optional[float] = None, force: bool = False) -> dict:
+    """Per device x candidate x target deltas between two runs; `regressions`
+    lists what should fail CI, `refused` what could not be compared."""
+    from harness.analysis.compare import compare_docs
+
+    return compare_docs(load_report(store_url, old), load_report(store_url, new), threshold=threshold,
+                        memory_threshold=memory_threshold, force=force)

@@ -3,27 +3,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Optional
 
 import typer
-
-
-def _doc(store: Optional[str], ref: str) -> dict:
-    """A stored run by id / prefix / 'latest', or a report.json file."""
-    from harness import api
-    from harness.config.loading import ConfigError
-
-    p = Path(ref)
-    if p.suffix == ".json" or p.is_file():
-        try:
-            doc = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{p}: cannot read a report ({type(exc).__name__}: {exc})") from None
-        if not isinstance(doc, dict) or "results" not in doc or "run" not in doc:
-            raise ConfigError(f"{p}: not a harness report (expected the keys run and results)")
-        return doc
-    return api.report(store, ref)
 
 
 def register(app: typer.Typer) -> None:
@@ -34,10 +16,11 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the decision as JSON."),
     ):
         """The quantisation-vs-distillation recommendation for a run, with its evidence."""
+        from harness import api
         from harness.cli import guarded
         from harness.report.analysis_md import render_decision
 
-        doc = guarded(lambda: _doc(store, run_ref))
+        doc = guarded(lambda: api.load_report(store, run_ref))
         if as_json:
             typer.echo(json.dumps(doc.get("decision"), indent=1, default=str))
         else:
@@ -60,7 +43,7 @@ def register(app: typer.Typer) -> None:
 
         Per device × candidate × target: p50/p90 deltas with bootstrap intervals and a
         Mann–Whitney test on the raw samples, new and missing devices, fallback changes."""
-        from harness.analysis.compare import compare_docs
+        from harness import api
         from harness.cli import fail, guarded
         from harness.report.analysis_md import render_compare
 
@@ -68,9 +51,8 @@ def register(app: typer.Typer) -> None:
             fail(f"--threshold {threshold}: expected a fraction such as 0.05")
         if memory_threshold is not None and not 0 <= memory_threshold < 10:
             fail(f"--memory-threshold {memory_threshold}: expected a fraction such as 0.10")
-        a = guarded(lambda: _doc(store, old))
-        b = guarded(lambda: _doc(store, new))
-        result = compare_docs(a, b, threshold=threshold, memory_threshold=memory_threshold, force=force)
+        result = guarded(lambda: api.compare(store, old, new, threshold=threshold,
+                                             memory_threshold=memory_threshold, force=force))
         typer.echo(json.dumps(result, indent=1, default=str) if as_json else render_compare(result))
         if result["regressions"]:
             raise typer.Exit(1)
