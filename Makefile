@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 # Browser measurements need a Chromium and onnxruntime-web; without them the
 # demo still runs (the browser driver reports why it is unavailable).
 browser-deps: $(STAMP)
-	-$(HARNESS) browser-runtime install --default
+	-$(HARNESS) browser-runtime install --default 1.22.0
 
 demo: $(STAMP) browser-deps
 	$(HARNESS) run --cohort local --candidates examples/digits/candidates.yaml --out out/demo --warn-only

@@ -92,11 +92,14 @@ def prepare(req: RunRequest) -> Prepared:
     for c in cands.candidates:
         a, i = artefacts.prepare(c)
         arts[c.name], infos[c.name] = a, i
-        onnx = i.get("onnx")
-        if onnx is None:
+        # Probes follow the ONNX model's inputs, or a Core ML model's when that
+        # is all the candidate has (image inputs are fed as tensors then, so
+        # they are left to a sibling's probes via `from:`).
+        spec = i.get("onnx") or i.get("mlpackage.zip") or i.get("mlmodel")
+        if spec is None or not spec.inputs or any(t.dtype == "image" for t in spec.inputs):
             probes[c.name], labels[c.name] = [], None
             continue
-        inputs = probes_mod.resolve_shapes(onnx, shapes, dims)
+        inputs = probes_mod.resolve_shapes(spec, shapes, dims)
         if cands.eval:
             probes[c.name], labels[c.name] = probes_mod.load_eval(cands.eval, inputs, harness.limits.MAX_PROBES)
         else:

@@ -46,15 +46,20 @@ def zip_package(folder: Path) -> Path:
 
 
 def coreml_info(path: Path) -> ModelInfo:
+    """The Core ML artefact as it travels (a deterministic zip for a package,
+    the file itself for an .mlmodel), described from its spec: inputs,
+    outputs, parameters, weight precision and op inventory."""
+    from harness.coreml_spec import model_info
+
     if path.is_dir():
         if path.suffix != ".mlpackage":
             raise ConfigError(f"{path}: a Core ML folder must be an .mlpackage")
         packed = zip_package(path)
-        return ModelInfo(path=packed, sha256=sha256_file(packed), format="mlpackage.zip",
-                         size_bytes=packed.stat().st_size, precision="unknown")
+        return model_info(path, path=packed, sha256=sha256_file(packed), fmt="mlpackage.zip",
+                          size_bytes=packed.stat().st_size)
     if path.suffix != ".mlmodel":
         raise ConfigError(f"{path}: expected an .mlpackage folder or an .mlmodel file for coreml:")
-    return ModelInfo(path=path, sha256=sha256_file(path), format="mlmodel", size_bytes=path.stat().st_size)
+    return model_info(path, path=path, sha256=sha256_file(path), fmt="mlmodel", size_bytes=path.stat().st_size)
 
 
 def prepare(c: ResolvedCandidate) -> tuple[dict[str, Artefact], dict[str, ModelInfo]]:

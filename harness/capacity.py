@@ -173,10 +173,6 @@ class Estimate:
     high_s: float
     source: str  # simulated | measured | resampled | policy bounds
 
-    @property
-    def exact(self) -> bool:
-        return math.isclose(self.low_s, self.high_s, rel_tol=1e-9, abs_tol=1e-9)
-
 
 def policy_bounds(policy: MeasurePolicy) -> Estimate:
     """What the policy alone says: at least warm-up time plus min_s, at most
@@ -184,21 +180,24 @@ def policy_bounds(policy: MeasurePolicy) -> Estimate:
     return Estimate(policy.warmup_s + policy.min_s, policy.bound_s(), "policy bounds")
 
 
-def simulated_estimate(model: LatencyModel, policy: MeasurePolicy, seed: int = 0, trials: int = 3) -> Estimate:
-    """Median and range over a few seeded simulations of the job."""
+def simulated_estimate(model: LatencyModel, policy: MeasurePolicy, seed: int = 0, trials: int = 5) -> Estimate:
+    """The median over a few seeded simulations of the job (when the stop
+    rule waits for a confidence interval, each run stops at a different
+    count; the median is the typical job)."""
     totals = sorted(simulate_job(model, policy, np.random.default_rng([seed, k])).total_s for k in range(trials))
-    return Estimate(totals[0], totals[-1], "simulated")
+    mid = totals[len(totals) // 2]
+    return Estimate(mid, mid, "simulated")
 
 
 def measured_estimate(record: Mapping, policy: MeasurePolicy, old_policy: Optional[MeasurePolicy] = None,
                       seed: int = 0) -> Optional[Estimate]:
     """A job's duration from a stored result record of a previous run.
 
-    The job's wall time is the runner's (`details.runner_wall_s`) when the
-    driver reports it, else load + first run + measured samples. When the
-    policy changed since, the warm-up and measurement part is re-simulated
-    under the new policy with the run's own samples as the distribution;
-    load, probes and placement carry over as they were.
+    The job's wall time is the agent's (`ran`: started to finished), else
+    the runner's (`details.runner_wall_s`), else load + first run + measured
+    samples. When the policy changed since, the warm-up and measurement part
+    is re-simulated under the new policy with the run's own samples as the
+    distribution; load, probes and placement carry over as they were.
     """
     timing = record.get("timing") or {}
     samples = [float(x) for x in (timing.get("samples_ms") or ()) if x is not None and x > 0]
@@ -206,7 +205,12 @@ def measured_estimate(record: Mapping, policy: MeasurePolicy, old_policy: Option
         return None
     details = record.get("details") or {}
     parts_s = ((timing.get("load_ms") or 0.0) + (timing.get("first_run_ms") or 0.0) + sum(samples)) / 1e3
-    wall = details.get("runner_wall_s")
+    ran = record.get("ran") or {}
+    wall = None
+    if isinstance(ran.get("started_unix"), (int, float)) and isinstance(ran.get("finished_unix"), (int, float)):
+        wall = ran["finished_unix"] - ran["started_unix"]
+    if not (isinstance(wall, (int, float)) and wall > 0):
+        wall = details.get("runner_wall_s")
     total = float(wall) if isinstance(wall, (int, float)) and wall > 0 else parts_s
     if old_policy is None or old_policy == policy:
         return Estimate(total, total, "measured")
@@ -290,3 +294,78 @@ def fmt_range(low: float, high: float) -> str:
     if math.isclose(low, high, rel_tol=0.005, abs_tol=0.05):
         return fmt_s(high)
     return f"{fmt_s(low)} – {fmt_s(high)}"
+
+
+# --- a plan on a lab -------------------------------------------------------------
+
+def sim_model(facts: Mapping[str, str], ep: str) -> Optional[LatencyModel]:
+    """The latency model a simulated device publishes in its facts, if any."""
+    text = facts.get(f"sim_latency_{ep}") or facts.get("sim_latency")
+    if not text:
+        return None
+    try:
+        return LatencyModel.from_fact(text)
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+@dataclass(frozen=True)
+class Previous:
+    """A stored result of an earlier run and the policy it ran under."""
+
+    record: Mapping
+    policy: Optional[MeasurePolicy]
+    run_id: str
+
+
+class Estimator:
+    """Seconds per (job, device): a previous run's measurement of the same
+    job, else the latency a simulated device publishes, else the policy's
+    bounds. Simulations are cached per (latency, policy)."""
+
+    def __init__(self, previous: Mapping[str, Previous] | None = None, seed: int = 0):
+        self.previous = dict(previous or {})
+        self.seed = seed
+        self._sim: dict[tuple, Estimate] = {}
+
+    def __call__(self, job, device) -> Estimate:
+        prev = self.previous.get(job.key)
+        if prev is not None:
+            est = measured_estimate(prev.record, job.measure, prev.policy, self.seed)
+            if est is not None:
+                return Estimate(est.low_s, est.high_s, f"{est.source} in run {prev.run_id}")
+        model = sim_model(device.facts, job.target.ep)
+        if model is not None:
+            key = (model, job.measure)
+            if key not in self._sim:
+                self._sim[key] = simulated_estimate(model, job.measure, self.seed)
+            return Estimate(self._sim[key].low_s, self._sim[key].high_s, "simulated latency")
+        return policy_bounds(job.measure)
+
+
+def plan_capacity(jobs: Sequence, devices: Mapping[str, object], estimator: Estimator) -> dict:
+    """Pack the plan twice (every job at its shortest, then its longest
+    estimate) and describe per-device load and the total wall time."""
+    table: dict[tuple[str, str], Estimate] = {}
+    for job in jobs:
+        for dev in job.eligible:
+            table[(job.key, dev)] = estimator(job, devices[dev])
+    low = pack(jobs, lambda j, d: table[(j.key, d)].low_s)
+    high = pack(jobs, lambda j, d: table[(j.key, d)].high_s)
+    per_device = []
+    for key in sorted(high.devices):
+        sources = sorted({table[(jk, dk)].source for jk, dk, _, _ in high.order if dk == key})
+        per_device.append({
+            "device": key, "jobs": high.devices[key].jobs,
+            "low_s": low.devices[key].busy_s, "high_s": high.devices[key].busy_s,
+            "sources": sources,
+        })
+    return {
+        "jobs": len(jobs),
+        "devices": per_device,
+        "total": {"low_s": low.makespan_s, "high_s": high.makespan_s},
+        "serial": {"low_s": sum(d.busy_s for d in low.devices.values()),
+                   "high_s": sum(d.busy_s for d in high.devices.values())},
+        "estimates": [{"job": jk, "device": dk, "low_s": e.low_s, "high_s": e.high_s, "source": e.source}
+                      for (jk, dk), e in sorted(table.items())],
+    }

@@ -155,7 +155,9 @@ def report(
         fail(f"--format {format!r}: expected md, json or html")
     doc = guarded(lambda: api.report(store, run_ref))
     if format == "json":
-        text = json.dumps(doc, indent=1, default=str)
+        from harness.report.document import json_text
+
+        text = json_text(doc)
     elif format == "md":
         from harness.report.markdown import render
 

@@ -34,6 +34,8 @@ UPLOAD_MIN_RATE_BYTES_S = 10 * 1000 * 1000
 # load, first run, probes and placement; browsers compile shaders and phones
 # push files, so it is generous.
 JOB_OVERHEAD_S = 180.0
+# While another controller uploads the same model, poll for it this often.
+UPLOAD_WAIT_POLL_S = 0.2
 # Automatic retries apply to UNAVAILABLE only (agent restarting, network blip).
 RETRY_ATTEMPTS = 4
 RETRY_BASE_DELAY_S = 0.2
@@ -54,6 +56,19 @@ KILL_GRACE_S = 2.0
 EVENT_POLL_S = 0.5
 # Shutting down: how long in-flight RPCs get before the server stops.
 SHUTDOWN_GRACE_S = 5.0
+
+# --- controller faults ------------------------------------------------------
+# Attempts per job across devices when agents are lost mid-job.
+MAX_JOB_ATTEMPTS = 3
+# How long a controller waits for a lost agent to come back before giving
+# its jobs to other devices only (or ending them as error rows).
+AGENT_RETURN_WAIT_S = 60.0
+# Client pings on every channel: a dead or frozen agent is detected within
+# KEEPALIVE_S + KEEPALIVE_TIMEOUT_S even while a long job streams nothing.
+KEEPALIVE_S = 20.0
+KEEPALIVE_TIMEOUT_S = 10.0
+# The shortest ping interval an agent accepts from a controller.
+MIN_PING_INTERVAL_S = 1.0
 
 # --- measurement ------------------------------------------------------------
 # Probe inputs per job: enough for top-1 agreement to mean something, small
@@ -86,10 +101,11 @@ COMPARE_MAX_SAMPLES = 4000
 # --- browser ----------------------------------------------------------------
 # Starting Chromium and connecting Playwright over CDP takes about a second on
 # an idle machine; a loaded 2-core CI box has been seen at several seconds.
-BROWSER_LAUNCH_TIMEOUT_S = 45.0
+BROWSER_LAUNCH_TIMEOUT_S = 30.0
 # Describe probes the browser once (launch, WebGPU adapter, WebGL, WebNN) in
 # a child process; past this the device is reported offline with the reason.
-BROWSER_PROBE_TIMEOUT_S = 60.0
+# Below DESCRIBE_TIMEOUT_S so the first Describe still answers in time.
+BROWSER_PROBE_TIMEOUT_S = 40.0
 # The page measures in batches of about this long between stop-rule checks:
 # long enough that the Python<->page round trip is a small share of the wall
 # time, short enough that max_s and progress stay responsive.
@@ -105,18 +121,6 @@ NPM_VIEW_TIMEOUT_S = 60.0
 # A failed browser probe is retried after this long rather than on every
 # Describe, so a broken Chromium does not cost a launch per RPC.
 BROWSER_PROBE_RETRY_S = 30.0
-# Attempts per job across devices when agents are lost mid-job.
-MAX_JOB_ATTEMPTS = 3
-# How long a controller waits for a lost agent to come back before giving
-# its jobs to other devices only (or ending them as error rows).
-AGENT_RETURN_WAIT_S = 60.0
-# Client pings on every channel: a dead or frozen agent is detected within
-# KEEPALIVE_S + KEEPALIVE_TIMEOUT_S even while a long job streams nothing.
-KEEPALIVE_S = 20.0
-KEEPALIVE_TIMEOUT_S = 10.0
-# The shortest ping interval an agent accepts from a controller.
-MIN_PING_INTERVAL_S = 1.0
-
 # --- ios --------------------------------------------------------------------
 # sysctl, sw_vers and `simctl list` answer from local state in well under a
 # second; a hung CoreSimulator service must not stall Describe.
@@ -157,3 +161,7 @@ ANDROID_PROFILE_MAX_BYTES = 256 * MiB
 # What a job needs after its measurement (placement pass, probe runs,
 # cleanup); a cooldown wait is cut short so that this much is left.
 ANDROID_AFTER_MEASURE_S = 60.0
+# A phone's answers during Describe (getprop, dumpsys thermalservice): one
+# that takes longer is reported offline rather than stall every other phone's
+# listing (DESCRIBE_TIMEOUT_S covers the whole scan).
+ADB_INVENTORY_TIMEOUT_S = 10.0

@@ -49,7 +49,7 @@ class ModelInfo:
 
     def record(self) -> dict:
         return {"sha256": self.sha256, "format": self.format, "size_bytes": self.size_bytes,
-                "params": self.params, "precision": self.precision}
+                "params": self.params, "precision": self.precision, "op_types": dict(self.op_types)}
 
 
 def sha256_file(path: Path) -> str:

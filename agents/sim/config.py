@@ -157,14 +157,15 @@ class SimConfig(_Strict):
     seed: int = 0
     devices: list[SimDevice] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _unique_ids(self):
+    @field_validator("devices")
+    @classmethod
+    def _unique_ids(cls, devices):
         seen: set[str] = set()
-        for d in self.devices:
+        for d in devices:
             if d.id in seen:
                 raise ValueError(f"device id {d.id!r} appears twice")
             seen.add(d.id)
-        return self
+        return devices
 
 
 def parse(config: Mapping[str, Any]) -> SimConfig:
@@ -172,4 +173,6 @@ def parse(config: Mapping[str, Any]) -> SimConfig:
     try:
         return SimConfig.model_validate(dict(config or {}))
     except ValidationError as exc:
-        raise SimConfigError(describe_validation_error("sim", exc)) from None
+        # pydantic prefixes the messages of our own checks with "Value error, ".
+        text = describe_validation_error("sim", exc, SimConfig).replace(": value error, ", ": ")
+        raise SimConfigError(text) from None

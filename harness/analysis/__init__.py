@@ -65,7 +65,7 @@ def analyse(doc: dict, store, run: Mapping) -> dict:
     quality = dict((config.get("cohort") or {}).get("quality") or {})
     ref = reference_of(config)
     cands = _candidates(config, results)
-    outputs_by_job = {r["job"]: r.get("_outputs") or [] for r in store.results(run_id, with_outputs=True)}
+    outputs_by_job = store.outputs(run_id)
     ctx = parity.ParityContext(reference=ref, quality=quality)
     inventories = {}
     for c in cands:

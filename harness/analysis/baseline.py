@@ -8,7 +8,10 @@ Rules, stated once:
   targets is judged on its fastest successful one (the target a team would
   ship there); every target stays listed under ``targets``. Status: ``ok``
   (a target succeeded), ``failed`` (targets ran and all failed), ``not_run``
-  (planning gaps only: no device, no runtime, no artefact).
+  (planning gaps only: no device, no runtime, no artefact),
+  ``not_representative`` (it ran only where the driver says the device cannot
+  stand for real hardware: a software WebGPU adapter, a simulator; shown,
+  never judged, and left out like ``not_run``).
 * **Median device** — the population-weighted median of the device rows
   ordered by p90: rows sorted by p90 (failed rows last, as if infinitely
   slow: a device where the model does not run is part of the population),
@@ -60,7 +63,11 @@ def device_rows(results: list[dict], profiles: list[dict], fraction: float) -> l
         by_prof.setdefault(r["device"].get("profile"), []).append(r)
     rows = []
     for prof in profiles:
-        rs = by_prof.get(prof["id"], [])
+        every = by_prof.get(prof["id"], [])
+        # Results a driver marked as not standing for real hardware (software
+        # WebGPU, simulators) are shown but never judged against budgets.
+        rs = [r for r in every if (r.get("validity") or {}).get("representative", True)]
+        skipped = [r for r in every if r not in rs]
         targets = [{"job": r["job"], "target": r.get("target"), "runtime": runtime_label(r), "status": row_status(r),
                     "p90_ms": (r.get("timing") or {}).get("p90_ms"), "peak_mb": _peak_mb(r),
                     "error": (r.get("error") or {}).get("kind")} for r in rs]
@@ -82,6 +89,9 @@ def device_rows(results: list[dict], profiles: list[dict], fraction: float) -> l
                 row["memory_ok"] = row["peak_mb"] <= row["memory_limit_mb"]
         elif any(row_status(r) == "failed" for r in rs):
             row["status"] = "failed"
+        elif skipped:
+            row["status"] = "not_representative"
+            row["reason"] = (skipped[0].get("details") or {}).get("not_representative") or "not representative"
         else:
             row["status"] = "not_run"
         rows.append(row)
@@ -134,7 +144,7 @@ def per_platform(rows: list[dict]) -> dict:
     out: dict = {}
     for r in rows:
         p = out.setdefault(r["platform"], {"profiles": [], "share": 0.0, "ok": 0, "failed": 0, "not_run": 0,
-                                           "p90_ms": []})
+                                           "not_representative": 0, "p90_ms": []})
         p["profiles"].append(r["profile"])
         p["share"] += r["share"]
         p[r["status"]] += 1
@@ -151,8 +161,9 @@ def per_platform(rows: list[dict]) -> dict:
 def _latency_check(row: Optional[dict], limit: Optional[float], what: str) -> dict:
     if limit is None:
         return {"status": "no_budget", "what": what}
-    if row is None or row["status"] == "not_run":
-        return {"status": "unmeasured", "what": what, "limit_ms": limit}
+    if row is None or row["status"] in ("not_run", "not_representative"):
+        return {"status": "unmeasured", "what": what, "limit_ms": limit,
+                **({"profile": row["profile"], "reason": row.get("reason")} if row and row.get("reason") else {})}
     if row["status"] == "ok" and row["p90_ms"] is None:
         return {"status": "unmeasured", "what": what, "profile": row["profile"], "limit_ms": limit,
                 "reason": "too few samples for a p90"}

@@ -155,16 +155,29 @@ class AgentClient:
 
         delays = backoff_delays(limits.RETRY_ATTEMPTS)
         start = offset
-        for k in range(limits.RETRY_ATTEMPTS + 1):
+        k = 0
+        end = time.monotonic() + timeout
+        while True:
             try:
-                return self.stub.UploadModel(chunks(start), timeout=timeout, metadata=self._metadata)
+                return self.stub.UploadModel(chunks(start), timeout=max(1.0, end - time.monotonic()),
+                                             metadata=self._metadata)
             except grpc.RpcError as err:
-                if err.code() != grpc.StatusCode.UNAVAILABLE or k == limits.RETRY_ATTEMPTS:
+                code = err.code()
+                if code == grpc.StatusCode.ABORTED and time.monotonic() < end:
+                    # Another controller is uploading the same model: wait for
+                    # it to land (or break off), then take over from there.
+                    self._sleep(limits.UPLOAD_WAIT_POLL_S)
+                    missing = self.find_missing([digest])
+                    if digest not in missing:
+                        return pb.UploadModelResponse(digest=digest, already_present=True)
+                    start = missing[digest]
+                    continue
+                if code != grpc.StatusCode.UNAVAILABLE or k >= limits.RETRY_ATTEMPTS:
                     raise self._describe_error(f"upload of {Path(path).name}", err) from None
                 self._sleep(delays[k])
+                k += 1
                 # Resume from what the agent committed before the break.
                 start = self.find_missing([digest]).get(digest, 0)
-        raise AssertionError("unreachable")
 
     def ensure_models(self, models: Sequence[tuple[Path, str, str]]) -> tuple[int, int]:
         """Upload the (path, digest, format) the agent lacks; returns
@@ -176,10 +189,10 @@ class AgentClient:
         for path, digest, fmt in models:
             if digest not in missing:
                 continue
-            offset = missing[digest]
-            self.upload(path, digest, fmt, offset)
-            uploaded += 1
-            sent += Path(path).stat().st_size - offset
+            resp = self.upload(path, digest, fmt, missing[digest])
+            if not resp.already_present:  # it may have landed from another controller meanwhile
+                uploaded += 1
+                sent += resp.received_bytes
         return uploaded, sent
 
     def run(self, job: pb.Job, on_event: Callable[[pb.RunEvent], None], deadline_s: float) -> pb.Result:

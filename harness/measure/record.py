@@ -88,6 +88,9 @@ def build_record(
         "min_runs_met": bool(v.get("min_runs_met")),
         "min_time_met": bool(v.get("min_time_met")),
         "stable": not any(w.startswith(("unstable", "drift")) or "outlier" in w for w in warnings),
+        # False where the driver says the device cannot stand for real hardware
+        # (a software WebGPU adapter, a simulator): budgets do not judge it.
+        "representative": not details.get("not_representative"),
         "stop_reason": v.get("stop_reason") or None,
         "thermal": {"before": cond.get("before", {}).get("thermal_c") or cond.get("before", {}).get("thermal"),
                     "after": cond.get("after", {}).get("thermal_c") or cond.get("after", {}).get("thermal")}

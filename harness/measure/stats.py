@@ -9,6 +9,7 @@ not printed.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Optional, Sequence
 
@@ -20,6 +21,7 @@ PERCENTILES = (("p50_ms", 0.50), ("p90_ms", 0.90), ("p95_ms", 0.95), ("p99_ms", 
 BOUND_CONFIDENCE = 0.99
 
 
+@functools.lru_cache(maxsize=None)
 def min_samples_for(p: float) -> int:
     """Smallest n for which the p-quantile's 95 % interval fits in the sample."""
     n = 2

@@ -204,6 +204,12 @@ class SqliteStore:
             out.append(rec)
         return out
 
+    def outputs(self, run_id: str) -> dict[str, list[dict[str, np.ndarray]]]:
+        """job key -> its probe outputs, without decoding records or samples
+        (the analysis needs only these once it has the results)."""
+        rows = self._exec("SELECT job_key, outputs FROM results WHERE run_id=?", (run_id,)).fetchall()
+        return {r[0]: unpack_arrays(r[1]) for r in rows}
+
     def done_keys(self, run_id: str) -> set[str]:
         return {r[0] for r in self._exec("SELECT job_key FROM results WHERE run_id=?", (run_id,)).fetchall()}
 

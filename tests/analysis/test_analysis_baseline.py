@@ -93,3 +93,25 @@ def test_budget_failures_skip_the_reference_and_name_the_numbers():
     only = baseline.cohort_baseline(res[:1], config([p], budgets={"latency_p90_ms": 50, "memory_fraction": 0.65}))
     lines = budget_failures({"baseline": only, "decision": {"reference": "teacher"}})
     assert any("peak memory over the budget share on p (90.0 MB > 65.0 MB)" in line for line in lines)
+
+
+def test_results_that_do_not_stand_for_real_hardware_are_shown_not_judged():
+    cpu, sw = profile("cpu", tier="mid", share=0.5), profile("sw-webgpu", tier="low", share=0.5, budget=100)
+    slow = rec(sw, "student", samples=lat(400), peak_mb=99)
+    slow["validity"] = {"representative": False}
+    slow["details"] = {"not_representative": "WebGPU on a software adapter (CPU emulation), not a GPU"}
+    broken = rec(sw, "student-fp16", error={"stage": "load", "kind": "runtime_error", "message": "needs f16"})
+    broken["validity"] = {"representative": False}
+    broken["details"] = dict(slow["details"])
+    res = [rec(cpu, "student", samples=lat(10)), slow, rec(cpu, "student-fp16", samples=lat(10)), broken]
+    base = baseline.cohort_baseline(res, config([cpu, sw], budgets={"latency_p90_ms": 50, "memory_fraction": 0.65}))
+    for cand in ("student", "student-fp16"):
+        rows = {r["profile"]: r for r in base["candidates"][cand]["devices"]}
+        assert rows["sw-webgpu"]["status"] == "not_representative"
+        assert "software adapter" in rows["sw-webgpu"]["reason"]
+        assert base["candidates"][cand]["median_device"]["profile"] == "cpu"
+    assert budget_failures({"baseline": base, "decision": {"reference": "teacher"}}) == []
+    # The same slow row, representative, fails the lowest-tier budget.
+    slow["validity"] = {"representative": True}
+    base = baseline.cohort_baseline(res[:2], config([cpu, sw], budgets={"latency_p90_ms": 50, "memory_fraction": 0.65}))
+    assert any("400.00 ms on sw-webgpu" in line for line in budget_failures({"baseline": base, "decision": {}}))

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from analysis_kit import classifier_set, cohort_file
-from conftest import harness_cli
+from labkit import harness_cli
 
 
 def run(tmp, cohort, cands, name):

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 
-from conftest import harness_cli
+from labkit import harness_cli
 
 
 def _doc(run_id, version, seed):

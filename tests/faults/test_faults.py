@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import modelkit
-from conftest import harness_cli, write_lab
+from labkit import harness_cli, write_lab
 from harness.controller.client import AgentClient
 
 

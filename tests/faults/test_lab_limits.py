@@ -14,7 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import modelkit
 from agents.server import AgentConfig, start
-from conftest import harness_cli
+from labkit import harness_cli
 from harness import wire
 from harness._proto.v1 import agent_pb2 as pb
 from harness.controller import client as client_mod

@@ -12,7 +12,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import modelkit
-from conftest import c_compiler
+from labkit import c_compiler
 from harness import wire
 from harness._proto.v1 import agent_pb2 as pb
 from harness.measure.policy import MeasurePolicy

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import modelkit
-from conftest import harness_cli
+from labkit import harness_cli
 
 RECORD_KEYS = {"device", "candidate", "model", "runtime", "timing", "memory", "placement", "parity", "validity", "error"}
 

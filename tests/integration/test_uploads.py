@@ -2,6 +2,8 @@
 resumption and hostile input. Nothing unverified may ever be servable."""
 
 import hashlib
+import threading
+import time
 
 import grpc
 import pytest
@@ -119,3 +121,40 @@ def test_empty_stream(client):
     with pytest.raises(grpc.RpcError) as err:
         client.stub.UploadModel(iter([]), timeout=5)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_two_controllers_upload_the_same_model_at_once(tmp_path, agent, client):
+
+    data = bytes(range(256)) * (8 * 1024)  # 2 MiB: two chunks
+    path = tmp_path / "shared.bin"
+    path.write_bytes(data)
+    d = sha(data)
+    half = limits.CHUNK_BYTES
+    release = threading.Event()
+
+    def slow_first():  # the first controller stalls mid-upload until released
+        yield pb.UploadChunk(header=pb.ModelHeader(digest=d, size_bytes=len(data), format="onnx"), data=data[:half])
+        release.wait(30)
+        yield pb.UploadChunk(data=data[half:])
+
+    first = {}
+    t = threading.Thread(target=lambda: first.update(r=client.stub.UploadModel(slow_first(), timeout=60)))
+    t.start()
+    deadline = time.monotonic() + 10
+    while agent.servicer.cache.committed(d) < half:
+        assert time.monotonic() < deadline, "the first upload never started"
+        time.sleep(0.02)
+    second = AgentClient("second", agent.address)
+    box = {}
+    t2 = threading.Thread(target=lambda: box.update(r=second.ensure_models([(path, d, "onnx")])))
+    t2.start()
+    time.sleep(0.5)
+    assert t2.is_alive(), "the second controller did not wait for the upload in progress"
+    release.set()
+    t.join(30)
+    t2.join(30)
+    second.close()
+    assert first["r"].received_bytes == len(data)
+    assert box["r"] == (0, 0)  # it waited and found the model landed: nothing sent twice
+    assert (agent.servicer.cache.models / d).read_bytes() == data
+    assert cache_files(agent) == ([d], [])

@@ -1,0 +1,162 @@
+"""The page's origin: a loopback HTTP server for one job (or one probe).
+
+Serves the static page, one onnxruntime-web version's bundles, the model
+bytes from the agent's cache, the probe inputs, and takes the probe outputs
+back. Every response carries COOP/COEP (and CORP) so the page is
+cross-origin isolated: SharedArrayBuffer, and so threaded WebAssembly, needs
+it (https://web.dev/articles/coop-coep), and it also gives performance.now()
+its fine resolution. Bound to 127.0.0.1 on an ephemeral port.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import urllib.parse
+from pathlib import Path
+from typing import Callable, Mapping, Optional
+
+import numpy as np
+
+PAGE_DIR = Path(__file__).resolve().parent / "page"
+_TYPES = {
+    ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8", ".wasm": "application/wasm", ".json": "application/json",
+}
+_CHUNK = 1 << 20
+
+
+class PageServer:
+    """A ThreadingHTTPServer in a daemon thread; `url` is its origin."""
+
+    def __init__(self, ort_dist: Optional[Path] = None, model_path: Optional[Path] = None,
+                 extra_files: Optional[Mapping[str, bytes]] = None,
+                 inputs: Optional[list[Mapping[str, np.ndarray]]] = None,
+                 config: Optional[dict] = None):
+        self.ort_dist = ort_dist.resolve() if ort_dist else None
+        self.model_path = model_path
+        self.extra = dict(extra_files or {})
+        self.inputs = list(inputs or [])
+        self.config = dict(config or {})
+        self.outputs: dict[int, dict[str, np.ndarray]] = {}
+        self.requests: list[str] = []
+        self._lock = threading.Lock()
+        handler = _make_handler(self)
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="page-server", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def put_output(self, index: int, name: str, array: np.ndarray) -> None:
+        with self._lock:
+            self.outputs.setdefault(index, {})[name] = array
+
+
+def _make_handler(srv: PageServer) -> Callable:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args) -> None:  # quiet: the runner's stdout is its progress channel
+            pass
+
+        def _headers(self, status: int, ctype: str, length: int) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(length))
+            self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+            self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
+            self.send_header("Cross-Origin-Resource-Policy", "same-origin")
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+
+        def _bytes(self, data: bytes, ctype: str = "application/octet-stream", status: int = 200) -> None:
+            self._headers(status, ctype, len(data))
+            self.wfile.write(data)
+
+        def _file(self, path: Path) -> None:
+            size = path.stat().st_size
+            self._headers(200, _TYPES.get(path.suffix, "application/octet-stream"), size)
+            with open(path, "rb") as fh:
+                while True:
+                    chunk = fh.read(_CHUNK)
+                    if not chunk:
+                        break
+                    self.wfile.write(chunk)
+
+        def _not_found(self) -> None:
+            self._bytes(b"not found", "text/plain", 404)
+
+        def do_GET(self) -> None:
+            path = urllib.parse.urlsplit(self.path).path
+            srv.requests.append(path)
+            parts = [urllib.parse.unquote(p) for p in path.split("/")[1:]]
+            try:
+                if path in ("/", "/index.html"):
+                    return self._file(PAGE_DIR / "index.html")
+                if path == "/favicon.ico":
+                    return self._bytes(b"", "image/x-icon", 200)
+                if path == "/job.json":
+                    return self._bytes(json.dumps(srv.config).encode(), _TYPES[".json"])
+                if len(parts) == 2 and parts[0] == "harness":
+                    return self._static(PAGE_DIR, parts[1])
+                if len(parts) == 2 and parts[0] == "ort" and srv.ort_dist is not None:
+                    return self._static(srv.ort_dist, parts[1])
+                if path == "/model.onnx" and srv.model_path is not None:
+                    return self._file(Path(srv.model_path))
+                if len(parts) == 1 and parts[0] in srv.extra:
+                    return self._bytes(srv.extra[parts[0]])
+                if len(parts) == 3 and parts[0] == "in" and parts[1].isdigit():
+                    idx = int(parts[1])
+                    if idx < len(srv.inputs) and parts[2] in srv.inputs[idx]:
+                        arr = np.ascontiguousarray(srv.inputs[idx][parts[2]])
+                        return self._bytes(arr.astype(arr.dtype.newbyteorder("<")).tobytes())
+                return self._not_found()
+            except (BrokenPipeError, ConnectionResetError):
+                return None
+
+        def _static(self, root: Path, name: str) -> None:
+            target = (root / name).resolve()
+            if target.parent != root.resolve() or not target.is_file():
+                return self._not_found()
+            return self._file(target)
+
+        def do_POST(self) -> None:
+            split = urllib.parse.urlsplit(self.path)
+            parts = [urllib.parse.unquote(p) for p in split.path.split("/")[1:]]
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            if len(parts) != 3 or parts[0] != "out" or not parts[1].isdigit():
+                return self._not_found()
+            q = urllib.parse.parse_qs(split.query)
+            try:
+                dtype = _np_dtype(q.get("dtype", [""])[0])
+                shape_text = q.get("shape", [""])[0]
+                shape = tuple(int(d) for d in shape_text.split(",") if d != "")
+                arr = np.frombuffer(body, dtype=dtype).reshape(shape).copy()
+            except (ValueError, TypeError) as exc:
+                return self._bytes(f"bad output: {exc}".encode(), "text/plain", 400)
+            srv.put_output(int(parts[1]), parts[2], arr)
+            return self._bytes(b"ok", "text/plain")
+
+    return Handler
+
+
+# ORT Web's tensor type names -> numpy (little-endian, as typed arrays are on
+# every platform browsers run on).
+_ORT_TO_NP = {
+    "float32": "<f4", "float64": "<f8", "float16": "<f2", "int8": "i1", "uint8": "u1", "int16": "<i2",
+    "uint16": "<u2", "int32": "<i4", "uint32": "<u4", "int64": "<i8", "uint64": "<u8", "bool": "?",
+}
+
+
+def _np_dtype(name: str) -> np.dtype:
+    if name not in _ORT_TO_NP:
+        raise ValueError(f"unsupported tensor type {name!r}")
+    return np.dtype(_ORT_TO_NP[name])

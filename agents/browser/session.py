@@ -1,0 +1,196 @@
+"""One Chromium, one page, driven by Playwright, inside a runner process.
+
+Chromium is started here as a plain child of the runner (same process group)
+and Playwright attaches over CDP. Playwright's own `launch()` would put the
+browser in a process group of its own, which the agent's whole-tree kill on
+timeout or cancel would miss; started this way, killing the runner's group
+takes every browser process with it. The flags are ours and recorded.
+
+The console is captured from the first line: ONNX Runtime Web writes its
+log (placement) and its profile there, and page errors become job errors.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from harness import limits
+
+# Flags: no network chatter, no first-run UI, a fresh profile per launch;
+# --enable-unsafe-webgpu exposes WebGPU where Chromium does not by default
+# (Linux; it then gives the SwiftShader software adapter when there is no
+# GPU); the WebNN feature makes navigator.ml exist where the platform has a
+# backend (the probe then checks that a context can really be created).
+BASE_ARGS = (
+    "--headless", "--no-sandbox", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run", "--no-default-browser-check", "--disable-extensions",
+    "--mute-audio", "--enable-unsafe-webgpu", "--enable-features=WebMachineLearningNeuralNetwork",
+)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# ORT's log line: "2026-01-01 12:00:00.000 [W:onnxruntime:, file.cc:12 Fn] text".
+_ORT_LOG = re.compile(r"^\s*\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \[([VIWEF]):onnxruntime:")
+MARK = "__harness_mark__ "
+
+
+class PageFailed(Exception):
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind, self.message = kind, message
+
+
+@dataclass
+class Console:
+    """Console messages in arrival order, as (type, text)."""
+
+    lines: list[tuple[str, str]] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+
+    def add(self, kind: str, text: str) -> None:
+        self.lines.append((kind, _ANSI.sub("", text)))
+
+    def between(self, start: str, end: str) -> list[tuple[str, str]]:
+        """Lines after the last `start` mark up to the next `end` mark."""
+        idx = [i for i, (_, t) in enumerate(self.lines) if t == MARK + start]
+        if not idx:
+            return []
+        out = []
+        for kind, text in self.lines[idx[-1] + 1:]:
+            if text == MARK + end:
+                break
+            out.append((kind, text))
+        return out
+
+    def errors_since(self, n: int) -> list[str]:
+        """Console errors after line n that are not ONNX Runtime's own log at
+        a level below error (ORT writes its whole log, verbose included,
+        through console.error)."""
+        out = []
+        for kind, text in self.lines[n:]:
+            if kind != "error":
+                continue
+            m = _ORT_LOG.match(text)
+            if m and m.group(1) not in "EF":
+                continue
+            out.append(text)
+        return out
+
+
+def ort_log_lines(lines: list[tuple[str, str]]) -> list[str]:
+    return [t for _, t in lines if _ORT_LOG.match(t)]
+
+
+def start_chromium(executable: str, profile_dir: Path, log_path: Path, extra_args: tuple[str, ...] = ()):
+    """Start Chromium with a DevTools port; returns (process, ws endpoint, argv)."""
+    profile_dir.mkdir(parents=True, exist_ok=True)
+    argv = [executable, *BASE_ARGS, *extra_args, f"--user-data-dir={profile_dir}", "--remote-debugging-port=0",
+            "about:blank"]
+    log = open(log_path, "wb")
+    try:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    finally:
+        log.close()
+    # Chromium writes the port it bound, then the browser target's path, to
+    # DevToolsActivePort in the profile folder once DevTools listens.
+    port_file = profile_dir / "DevToolsActivePort"
+    deadline = time.monotonic() + limits.BROWSER_LAUNCH_TIMEOUT_S
+    while True:
+        if proc.poll() is not None:
+            raise PageFailed("browser_start", f"Chromium exited ({proc.returncode}) at start: {_tail(log_path)}")
+        try:
+            lines = port_file.read_text().split()
+        except OSError:
+            lines = []
+        if len(lines) >= 2:
+            return proc, f"ws://127.0.0.1:{lines[0]}{lines[1]}", argv
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise PageFailed("browser_start", f"Chromium did not open its DevTools port within "
+                                              f"{limits.BROWSER_LAUNCH_TIMEOUT_S:.0f} s: {_tail(log_path)}")
+        time.sleep(0.05)
+
+
+def _tail(path: Path, n: int = 1500) -> str:
+    try:
+        data = path.read_bytes()[-n:]
+    except OSError:
+        return ""
+    return data.decode("utf-8", "replace").strip()
+
+
+class BrowserPage:
+    """Chromium + Playwright + one page at `url`, with console capture."""
+
+    def __init__(self, executable: str, work: Path, url: str, init_script: Optional[str] = None,
+                 extra_args: tuple[str, ...] = ()):
+        from playwright.sync_api import sync_playwright
+
+        self.console = Console()
+        self.crashed = False
+        self.log_path = work / "chromium.log"
+        self.proc, ws, self.argv = start_chromium(executable, work / "profile", self.log_path, extra_args)
+        self._pw = sync_playwright().start()
+        try:
+            timeout_ms = limits.BROWSER_LAUNCH_TIMEOUT_S * 1000
+            self.browser = self._pw.chromium.connect_over_cdp(ws, timeout=timeout_ms)
+            self.version = self.browser.version
+            ctx = self.browser.contexts[0] if self.browser.contexts else self.browser.new_context()
+            if init_script:
+                ctx.add_init_script(init_script)
+            self.page = ctx.new_page()
+            self.page.on("console", lambda m: self.console.add(m.type, m.text))
+            self.page.on("pageerror", lambda e: self.console.page_errors.append(str(e)))
+            self.page.on("crash", lambda *_: setattr(self, "crashed", True))
+            self.page.goto(url + "/", wait_until="load", timeout=timeout_ms)
+            self.page.wait_for_function("() => window.harness && window.harness.ready", timeout=timeout_ms)
+            self.cdp = ctx.new_cdp_session(self.page)
+            self.cdp.send("Performance.enable")
+            self.product = self.cdp.send("Browser.getVersion")
+        except Exception:
+            self.close()
+            raise
+
+    def call(self, name: str, *args: Any) -> Any:
+        """window.harness[name](...args) in the page; crashes and exceptions
+        become PageFailed with the page's own message. No timeout of its own:
+        a step may take as long as the job allows, and the agent kills this
+        process (and the browser with it) at the job's time limit."""
+        try:
+            return self.page.evaluate("([f, a]) => window.harness[f](...a)", [name, list(args)])
+        except Exception as exc:
+            text = str(exc)
+            if self.crashed or "Target crashed" in text:
+                raise PageFailed("crash", "the page crashed (its renderer process died)") from None
+            if "closed" in text.lower() and self.proc.poll() is not None:
+                raise PageFailed("crash", f"the browser exited ({self.proc.returncode}): {_tail(self.log_path)}") from None
+            raise PageFailed("page_error", _page_message(text)) from None
+
+    def js_heap(self) -> tuple[int, int]:
+        """(JSHeapUsedSize, JSHeapTotalSize) from CDP Performance.getMetrics."""
+        metrics = {m["name"]: m["value"] for m in self.cdp.send("Performance.getMetrics")["metrics"]}
+        return int(metrics.get("JSHeapUsedSize", 0)), int(metrics.get("JSHeapTotalSize", 0))
+
+    def close(self) -> None:
+        for step in (lambda: self.browser.close(), lambda: self._pw.stop()):
+            try:
+                step()
+            except Exception:
+                pass
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(limits.KILL_GRACE_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _page_message(text: str) -> str:
+    """Playwright's 'Page.evaluate: Error: ...\\n    at ...' -> the error line(s)."""
+    text = text.removeprefix("Page.evaluate: ")
+    lines = [ln for ln in text.splitlines() if not ln.strip().startswith("at ")]
+    return "\n".join(lines).strip()[:4000]

@@ -1,0 +1,287 @@
+"""IOSDriver: the Mac, its connected iPhones/iPads and booted simulators.
+
+Targets: runtime `coreml` with compute units `all`, `cpu_and_ne`,
+`cpu_and_gpu`, `cpu_only` on every device; and, on the Mac, `onnxruntime`
+with whatever execution providers its ONNX Runtime offers (the CoreML EP
+among them), run exactly as the host driver runs them so the node placement
+is counted the same way.
+
+Each Core ML job runs in a child process (`agents.ios.runner`) in its own
+process group: a timeout or cancel kills Core ML, devicectl transfers and the
+simulator app launch with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from agents import procs
+from agents.base import DeviceInfo, DriverResult, JobError, JobSpec, Memory, Placement, ProgressFn, Validity
+from agents.ios import inventory
+from agents.ios.backend import BackendError, backend_from_config
+from harness import limits
+
+log = logging.getLogger("harness.agent.ios")
+
+
+class IOSDriver:
+    name = "ios"
+
+    def __init__(self, config: Mapping[str, Any]):
+        self.config = dict(config)
+        self.backend = backend_from_config(self.config)
+        self.work_root = Path(self.config.get("work_dir") or tempfile.gettempdir()) / "harness-ios-jobs"
+        self._devices: dict[str, DeviceInfo] = {}
+        self._lock = threading.Lock()
+        # Jobs that compute on the Mac's own chip (Core ML or ONNX Runtime on
+        # the Mac, simulators) run one at a time, so none is timed while
+        # another loads the same CPU, GPU or Neural Engine. Phones compute on
+        # their own hardware and do not take it.
+        self._mac_busy = threading.Lock()
+        self._host = None  # agents.host driver for onnxruntime targets on the Mac
+
+    # -- inventory --------------------------------------------------------------
+    def available(self) -> tuple[bool, str]:
+        return self.backend.check()
+
+    def _host_driver(self):
+        if self._host is None:
+            from agents.host.driver import HostDriver
+
+            self._host = HostDriver({"work_dir": str(self.work_root), **(self.config.get("host") or {})})
+        return self._host
+
+    def _ort_runtimes(self) -> tuple:
+        host = self._host_driver()
+        ok, _ = host.available()
+        if not ok:
+            return ()
+        devs = host.devices()
+        return tuple(devs[0].runtimes) if devs else ()
+
+    def devices(self) -> list[DeviceInfo]:
+        b = self.backend
+        notes: dict[str, str] = {}
+        remote = b.remote_support()
+        try:
+            sysctl, sw_vers = b.sysctl(), b.sw_vers()
+        except BackendError as exc:
+            log.warning("ios: this Mac's facts are unreadable: %s", exc)
+            sysctl = sw_vers = None
+        phones: list[DeviceInfo] = []
+        try:
+            phones = inventory.phone_devices(b.devicectl_devices(), remote)
+        except BackendError as exc:
+            notes["phones"] = f"not listed: {exc}"
+            log.warning("ios: devicectl: %s", exc)
+        sims: list[DeviceInfo] = []
+        try:
+            soc = inventory.parse_keyed_lines(sysctl or "").get("machdep.cpu.brand_string", "")
+            sims = inventory.simulator_devices(b.simctl_booted(), soc, remote)
+        except BackendError as exc:
+            notes["simulators"] = f"not listed: {exc}"
+            log.warning("ios: simctl: %s", exc)
+        found: list[DeviceInfo] = []
+        if sysctl is not None:
+            found.append(inventory.mac_device(sysctl, sw_vers or "", self._ort_runtimes(), b.hostname(), notes))
+        found.extend(phones)
+        found.extend(sims)
+        with self._lock:
+            self._devices = {d.local_id: d for d in found}
+        return found
+
+    def close(self) -> None:
+        pass
+
+    # -- jobs -----------------------------------------------------------------------
+    def _device(self, local_id: str) -> Optional[DeviceInfo]:
+        with self._lock:
+            dev = self._devices.get(local_id)
+        if dev is None:
+            dev = next((d for d in self.devices() if d.local_id == local_id), None)
+        return dev
+
+    def run(self, job: JobSpec, progress: ProgressFn, cancel: threading.Event) -> DriverResult:
+        dev = self._device(job.device_local_id)
+        if inventory.device_kind(dev) not in ("mac", "simulator"):
+            return self._run(job, dev, progress, cancel)
+        start = time.monotonic()
+        deadline = start + job.timeout_s
+        waiting = False
+        while not self._mac_busy.acquire(timeout=limits.EVENT_POLL_S):
+            if not waiting:
+                waiting = True
+                progress("waiting for the Mac", 0, time.monotonic() - start)
+            if cancel.is_set() or time.monotonic() > deadline:
+                t = job.target
+                why = "cancelled" if cancel.is_set() else "timeout"
+                return DriverResult(runtime_name=t.runtime, runtime_version=t.version, ep=t.ep, options=dict(t.options),
+                                    error=JobError("job", why, f"{why} while another job used this Mac's chip"),
+                                    validity=Validity(stop_reason="cancelled" if why == "cancelled" else "error"))
+        try:
+            # The wait counted against the job's time limit.
+            left = dataclasses.replace(job, timeout_s=max(1.0, deadline - time.monotonic()))
+            return self._run(left, dev, progress, cancel)
+        finally:
+            self._mac_busy.release()
+
+    def _run(self, job: JobSpec, dev: Optional[DeviceInfo], progress: ProgressFn,
+             cancel: threading.Event) -> DriverResult:
+        target = job.target
+        base = dict(runtime_name=target.runtime, runtime_version=target.version, ep=target.ep,
+                    options=dict(target.options))
+        if dev is None:
+            return DriverResult(**base, error=JobError("job", "unknown_device",
+                                                       f"no device {job.device_local_id!r} on this Mac"))
+        kind = inventory.device_kind(dev)
+        if target.runtime == "onnxruntime":
+            if kind != "mac":
+                return DriverResult(**base, error=JobError(
+                    "job", "unsupported_target", "onnxruntime runs on the Mac itself only; phones and simulators "
+                                                 "run Core ML (runtime coreml)"))
+            return self._host_driver().run(job, progress, cancel)
+        if target.runtime != "coreml":
+            return DriverResult(**base, error=JobError("job", "unsupported_target",
+                                                       f"the ios driver runs coreml and onnxruntime, not {target.runtime!r}"))
+        coreml = next((r for r in dev.runtimes if r.name == "coreml"), None)
+        base["runtime_version"] = coreml.version if coreml else ""
+        if coreml is None or target.ep not in coreml.eps:
+            offered = ", ".join(coreml.eps) if coreml else "none"
+            return DriverResult(**base, error=JobError(
+                "job", "unsupported_ep", f"compute units {target.ep!r} are not offered by {dev.local_id} "
+                                         f"(offered: {offered})"))
+        model = next((m for m in job.models if m.format in inventory.FORMATS), None)
+        if model is None:
+            return DriverResult(**base, error=JobError(
+                "job", "unsupported_format", "Core ML needs an .mlpackage or .mlmodel artefact (coreml: in the "
+                                             "candidates file)"))
+        self.work_root.mkdir(parents=True, exist_ok=True)
+        jd = Path(tempfile.mkdtemp(prefix="job-", dir=self.work_root))
+        try:
+            return self._run_coreml(job, dev, model, jd, base, progress, cancel)
+        finally:
+            shutil.rmtree(jd, ignore_errors=True)
+
+    def _run_coreml(self, job: JobSpec, dev: DeviceInfo, model, jd: Path, base: dict,
+                    progress: ProgressFn, cancel: threading.Event) -> DriverResult:
+        import numpy as np
+
+        try:
+            model_path = unpack_model(model.path, model.format, jd / "model")
+        except ValueError as exc:
+            return DriverResult(**base, error=JobError("load", "model_invalid", str(exc)))
+        device = {"local_id": dev.local_id, **{k: str(v) for k, v in dev.facts.items()}}
+        config = {k: v for k, v in self.config.items() if k not in ("backend", "recording", "host")}
+        (jd / "job.json").write_text(json.dumps({
+            "backend": self.backend.spec(), "device": device, "compute_units": job.target.ep,
+            "model_path": str(model_path), "measure": job.measure.__dict__, "config": config,
+            "work_dir": str(jd),
+        }))
+        np.savez(jd / "probes.npz", **{f"{i}/{k}": v for i, p in enumerate(job.probes) for k, v in p.items()})
+        phase = {"name": "load"}
+
+        def on_line(line: str) -> None:
+            msg = json.loads(line)
+            phase["name"] = msg.get("phase", phase["name"])
+            progress(phase["name"], int(msg.get("samples", 0)), float(msg.get("elapsed_s", 0.0)))
+
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        fin = procs.run_child([sys.executable, "-m", "agents.ios.runner", str(jd)], timeout_s=job.timeout_s,
+                              cancel=cancel, on_line=on_line, stderr_path=str(jd / "stderr.log"), env=env)
+        return collect(jd, fin, base, phase["name"], inventory.device_kind(dev))
+
+
+def unpack_model(path: Path, fmt: str, dest: Path) -> Path:
+    """The cached artefact as Core ML opens it: an `.mlpackage` folder from
+    its zip (every member checked to stay inside), or the `.mlmodel` file
+    under a name with its suffix (coremltools picks the loader by suffix)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    if fmt == "mlmodel":
+        target = dest / "model.mlmodel"
+        shutil.copyfile(path, target)
+        return target
+    try:
+        with zipfile.ZipFile(path) as zf:
+            root = dest.resolve()
+            tops = set()
+            for info in zf.infolist():
+                out = (dest / info.filename).resolve()
+                if root not in out.parents:
+                    raise ValueError(f"zip member {info.filename!r} would land outside the job folder")
+                tops.add(Path(info.filename).parts[0])
+            zf.extractall(dest)
+    except zipfile.BadZipFile as exc:
+        raise ValueError(f"the mlpackage.zip artefact is not a zip ({exc})") from None
+    packages = [dest / t for t in sorted(tops) if t.endswith(".mlpackage") and (dest / t).is_dir()]
+    if len(packages) != 1:
+        raise ValueError(f"the mlpackage.zip artefact holds {len(packages)} .mlpackage folders; expected exactly 1")
+    return packages[0]
+
+
+def collect(jd: Path, fin: procs.Finished, base: dict, phase: str, kind: str) -> DriverResult:
+    import numpy as np
+
+    details: dict[str, Any] = {"runner_wall_s": round(fin.wall_s, 3), "device_kind": kind}
+    res_path = jd / "result.json"
+    if fin.reason != "exited" or not res_path.exists():
+        if fin.reason == "cancelled":
+            err = JobError(phase, "cancelled", "cancelled; the runner's process group was killed")
+        elif fin.reason == "timeout":
+            err = JobError(phase, "timeout", f"no result within the job's time limit during {phase}; "
+                                             "the runner's process group was killed")
+        else:
+            stderr = procs.tail(str(jd / "stderr.log"))
+            err = JobError(phase, "crash", f"runner died ({procs.signal_name(fin.returncode or 0)}) during {phase}"
+                                           + (f"; stderr: {stderr}" if stderr else ""))
+        return DriverResult(**base, error=err, details=details,
+                            validity=Validity(stop_reason="cancelled" if fin.reason == "cancelled" else "error"))
+    raw = json.loads(res_path.read_text())
+    outputs: list[dict] = []
+    if (jd / "outputs.npz").exists():
+        with np.load(jd / "outputs.npz") as data:
+            for key in data.files:
+                idx, name = key.split("/", 1)
+                while len(outputs) <= int(idx):
+                    outputs.append({})
+                outputs[int(idx)][name] = data[key]
+    details.update(raw.get("details") or {})
+    warnings = []
+    if kind == "simulator":
+        warnings.append("simulator: " + inventory.SIMULATOR_NOTE)
+        details["not_representative"] = "a simulator: " + inventory.SIMULATOR_NOTE
+    if kind in ("phone", "tablet"):
+        warnings.append("remote device: samples are the prediction times the runner app reports; "
+                        "each prediction is one devicectl round trip, so runs are far apart in time")
+    for item in details.get("not_measured") or ():
+        warnings.append(f"not measured: {item}")
+    v = raw.get("validity") or {}
+    e = raw.get("error")
+    mem = raw.get("memory")
+    pl = raw.get("placement")
+    return DriverResult(
+        **base,
+        load_ms=raw.get("load_ms"),
+        first_run_ms=raw.get("first_run_ms"),
+        samples_ms=tuple(raw.get("samples_ms") or ()),
+        memory=Memory(**mem) if mem else None,
+        placement=Placement(**pl) if pl else None,
+        validity=Validity(warmup_done=bool(v.get("warmup_done")), min_runs_met=bool(v.get("min_runs_met")),
+                          min_time_met=bool(v.get("min_time_met")),
+                          stop_reason=v.get("stop_reason") or ("error" if e else ""), warnings=tuple(warnings)),
+        outputs=tuple(outputs),
+        error=JobError(**e) if e else None,
+        details=details,
+    )

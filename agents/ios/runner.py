@@ -1,0 +1,164 @@
+"""The iOS driver's child process: one Core ML job, then exit.
+
+Runs as `python -m agents.ios.runner JOB_DIR`. Reads JOB_DIR/job.json and
+JOB_DIR/probes.npz, prints progress as JSON lines, writes JOB_DIR/result.json
+and JOB_DIR/outputs.npz. In its own process a Core ML crash or hang (or a
+stuck devicectl transfer) costs one job, and the process's peak memory is the
+model's when Core ML runs in it (the Mac itself).
+
+Order, as in the host runner: measure first, then read memory, then ask for
+the compute plan, whose loading would otherwise disturb both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+
+def _emit(obj: dict) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def _rss_bytes() -> tuple[int, str]:
+    import psutil
+
+    return psutil.Process().memory_info().rss, "resident set size"
+
+
+def _peak_bytes() -> tuple[int, str]:
+    import resource
+
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    return maxrss * scale, "getrusage ru_maxrss of the runner process (Core ML runs in it), read after measurement"
+
+
+# Compute plans exist from these OS versions on (MLComputePlan availability).
+PLAN_SINCE = {"macOS": (14, 4), "iOS": (17, 4), "iPadOS": (17, 4)}
+
+
+def plan_supported(os_version: str) -> tuple[bool, str]:
+    from agents.ios.inventory import version_tuple
+
+    name = (os_version or "").split(" ")[0]
+    need = PLAN_SINCE.get(name)
+    have = version_tuple(os_version)
+    if need is None or not have:
+        return True, ""
+    if have < need:
+        return False, (f"placement: Core ML's compute plan needs {name} {'.'.join(map(str, need))}+, "
+                       f"this device runs {os_version}")
+    return True, ""
+
+
+def _skip_converter_frameworks() -> None:
+    """coremltools imports torch, TensorFlow and scikit-learn when they are
+    installed, for its converters. Predicting and compute plans need none of
+    them, and in this process they would cost seconds and some hundreds of
+    MB on top of the model's own memory, which is what is measured here. A
+    None entry in sys.modules makes their import fail, which coremltools
+    treats as "not installed"."""
+    for name in ("torch", "tensorflow", "sklearn"):
+        sys.modules.setdefault(name, None)
+
+
+def main(job_dir: str) -> int:
+    _skip_converter_frameworks()
+    jd = Path(job_dir)
+    spec = json.loads((jd / "job.json").read_text())
+    result: dict = {"error": None, "validity": {}, "details": {"not_measured": []}}
+    outputs: dict = {}
+    try:
+        _run(jd, spec, result, outputs)
+    except Exception as exc:  # every failure is a result, never a crash
+        from agents.ios.measure import JobFailed
+
+        if isinstance(exc, JobFailed):
+            result["error"] = {"stage": exc.stage, "kind": exc.kind, "message": exc.message}
+        else:
+            result["error"] = {"stage": result.get("_stage", "runner"), "kind": "runtime_error",
+                               "message": f"{type(exc).__name__}: {exc}\n" + traceback.format_exc(limit=3)[-1500:]}
+    result.pop("_stage", None)
+    if outputs:
+        import numpy as np
+
+        np.savez(jd / "outputs.npz", **outputs)
+    tmp = jd / "result.json.tmp"
+    tmp.write_text(json.dumps(result, default=str))
+    os.replace(tmp, jd / "result.json")
+    return 0
+
+
+def _run(jd: Path, spec: dict, result: dict, outputs: dict) -> None:
+    import numpy as np
+
+    from agents.ios import computeplan
+    from agents.ios.backend import PlanUnavailable, backend_from_spec
+    from agents.ios.measure import measure
+    from harness.measure.policy import MeasurePolicy
+
+    result["_stage"] = "load"
+    device = spec["device"]
+    units = spec["compute_units"]
+    with np.load(jd / "probes.npz") as data:
+        probes: list[dict] = []
+        for key in sorted(data.files, key=lambda k: (int(k.split("/", 1)[0]), k)):
+            idx, name = key.split("/", 1)
+            while len(probes) <= int(idx):
+                probes.append({})
+            probes[int(idx)][name] = data[key]
+    backend = backend_from_spec(spec["backend"])
+    session = backend.open_session(device, Path(spec["model_path"]), units, spec.get("config") or {},
+                                   Path(spec.get("work_dir") or jd))
+    try:
+        rss_before, rss_method = _rss_bytes()
+        res = measure(session, probes, MeasurePolicy(**spec["measure"]), _emit)
+        for i, out in enumerate(res.pop("outputs")):
+            for name, value in out.items():
+                outputs[f"{i}/{name}"] = value
+        result.update(res)
+        result["details"].setdefault("not_measured", [])
+        if session.in_process:
+            peak, method = _peak_bytes()
+            result["memory"] = {"peak_bytes": peak, "delta_bytes": peak - rss_before,
+                                "method": f"{method}; delta over its {rss_method} before load"}
+        else:
+            result["details"]["not_measured"].append(
+                "memory: the on-device runner app reports no memory figures")
+
+        result["_stage"] = "placement"
+        _emit({"phase": "placement", "samples": len(result.get("samples_ms") or ()), "elapsed_s": 0.0})
+        ok, why = plan_supported(device.get("os_version", ""))
+        if not ok:
+            result["details"]["not_measured"].append(why)
+            return
+        try:
+            ops = computeplan.plan_ops(session.compute_plan())
+        except PlanUnavailable as exc:
+            result["details"]["not_measured"].append(f"placement: {exc}")
+            return
+        except Exception as exc:  # a plan failure must not cost the measurements
+            result["details"]["not_measured"].append(f"placement: compute plan failed ({type(exc).__name__}: {exc})")
+            return
+        p = computeplan.placement_from_plan(ops, units)
+        result["details"]["compute_plan"] = computeplan.plan_details(ops, units)
+        if p is not None:
+            result["placement"] = {
+                "nodes_total": p.nodes_total, "nodes_by_ep": dict(p.nodes_by_ep),
+                "cpu_fallback_nodes": p.cpu_fallback_nodes, "fallback_op_types": dict(p.fallback_op_types),
+                "time_share_by_ep": dict(p.time_share_by_ep), "fully_accelerated": p.fully_accelerated,
+                "source": p.source,
+            }
+        else:
+            result["details"]["not_measured"].append("placement: the compute plan gave no operation a device")
+    finally:
+        session.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,32 @@
+"""Helpers shared by the android tests: driver configs and jobs."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from agents.base import JobSpec, ModelFile, RuntimeTarget
+from harness.measure.policy import MeasurePolicy
+
+QUICK = MeasurePolicy(warmup_runs=2, warmup_s=0.0, min_runs=20, min_s=0.0, max_s=3.0, target_ci=0.0)
+
+
+def runner_config(lab, *, eps=("cpu", "xnnpack"), version="1.20", **extra) -> dict:
+    return {version: {"perf_test": str(lab["perf_test"]), "libs": [str(lab["lib"])], "eps": list(eps), **extra}}
+
+
+def driver_config(lab, adb_port: int, **extra) -> dict:
+    cfg = {"runners": runner_config(lab), "adb_port": adb_port}
+    cfg.update(extra)
+    return cfg
+
+
+def job(job_id: str, serial: str, model: Path, *, ep: str = "cpu", version: str = "1.20", probes: int = 2,
+        policy: MeasurePolicy = QUICK, timeout_s: float = 120.0, options=None, seed: int = 0) -> JobSpec:
+    digest = hashlib.sha256(Path(model).read_bytes()).hexdigest()
+    rng = np.random.default_rng(seed)
+    feeds = tuple({"x": rng.standard_normal((1, 16)).astype(np.float32)} for _ in range(probes))
+    return JobSpec(job_id, serial, (ModelFile(digest, "onnx", Path(model)),),
+                   RuntimeTarget("onnxruntime", version, ep, dict(options or {})), policy, feeds, timeout_s)
