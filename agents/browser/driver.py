@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from agents import procs
-from agents.base import DeviceInfo, DriverResult, JobError, JobSpec, Memory, Placement, ProgressFn, RuntimeSpec, Validity
+from agents import jobdir, procs
+from agents.base import DeviceInfo, DriverResult, JobError, JobSpec, ProgressFn, RuntimeSpec, Validity
 from agents.browser import locate, runtimes
 from harness import limits
 
@@ -143,8 +143,6 @@ class BrowserDriver:
 
     # -- jobs -----------------------------------------------------------------
     def run(self, job: JobSpec, progress: ProgressFn, cancel: threading.Event) -> DriverResult:
-        import numpy as np
-
         target = job.target
         base = dict(runtime_name="onnxruntime-web", runtime_version=target.version, ep=target.ep,
                     options=dict(target.options))
@@ -195,7 +193,7 @@ class BrowserDriver:
                 "graph_optimization_level": opts["graph_optimization_level"],
                 "model_path": str(onnx_models[0].path), "measure": job.measure.__dict__,
             }))
-            np.savez(jd / "probes.npz", **{f"{i}/{k}": v for i, p in enumerate(job.probes) for k, v in p.items()})
+            jobdir.write_probes(jd, job.probes)
             from agents.fingerprint import run_conditions
 
             before = run_conditions()
@@ -328,57 +326,14 @@ def _scalar(value: str) -> Any:
 
 def _collect(jd: Path, fin: procs.Finished, base: dict, phase: str, conditions: dict, info: dict,
              ep: str) -> DriverResult:
-    import numpy as np
+    def annotate(details: dict, warnings: list) -> None:
+        if ep == "webgpu" and info.get("webgpu") and _software(info["webgpu"]):
+            details["webgpu_adapter"] = info["webgpu"]
+            warnings.append("WebGPU ran on a software adapter (CPU emulation): timings do not represent a GPU")
+            details["not_representative"] = "WebGPU on a software adapter (CPU emulation), not a GPU"
+        if (details.get("num_threads") or 1) > 1 and details.get("cross_origin_isolated") is False:
+            warnings.append("the page was not cross-origin isolated: ONNX Runtime Web ran single-threaded")
 
     details: dict[str, Any] = {"conditions": conditions, "runner_wall_s": round(fin.wall_s, 3)}
-    res_path = jd / "result.json"
-    if fin.reason != "exited" or not res_path.exists():
-        if fin.reason == "cancelled":
-            err = JobError(phase, "cancelled", "cancelled; the runner and its browser were killed")
-        elif fin.reason == "timeout":
-            err = JobError(phase, "timeout", f"no result within the job's time limit during {phase}; "
-                                             "the runner and its browser were killed")
-        else:
-            stderr = procs.tail(str(jd / "stderr.log"))
-            err = JobError(phase, "crash", f"runner died ({procs.signal_name(fin.returncode or 0)}) during {phase}"
-                                           + (f"; stderr: {stderr}" if stderr else ""))
-        return DriverResult(**base, error=err, details=details,
-                            validity=Validity(stop_reason="cancelled" if fin.reason == "cancelled" else "error"))
-    raw = json.loads(res_path.read_text())
-    outputs: list[dict] = []
-    if (jd / "outputs.npz").exists():
-        with np.load(jd / "outputs.npz") as data:
-            for key in data.files:
-                idx, name = key.split("/", 1)
-                while len(outputs) <= int(idx):
-                    outputs.append({})
-                outputs[int(idx)][name] = data[key]
-    details.update(raw.get("details") or {})
-    warnings = []
-    if ep == "webgpu" and info.get("webgpu") and _software(info["webgpu"]):
-        details["webgpu_adapter"] = info["webgpu"]
-        warnings.append("WebGPU ran on a software adapter (CPU emulation): timings do not represent a GPU")
-        details["not_representative"] = "WebGPU on a software adapter (CPU emulation), not a GPU"
-    if (details.get("num_threads") or 1) > 1 and details.get("cross_origin_isolated") is False:
-        warnings.append("the page was not cross-origin isolated: ONNX Runtime Web ran single-threaded")
-    rt = raw.get("runtime") or {}
-    mem, pl, v, e = raw.get("memory"), raw.get("placement"), raw.get("validity") or {}, raw.get("error")
-    return DriverResult(
-        runtime_name="onnxruntime-web",
-        runtime_version=rt.get("version") or base["runtime_version"],
-        ep=base["ep"],
-        options=base["options"],
-        load_ms=raw.get("load_ms"),
-        first_run_ms=raw.get("first_run_ms"),
-        samples_ms=tuple(raw.get("samples_ms") or ()),
-        memory=Memory(**mem) if mem else None,
-        placement=Placement(**pl) if pl else None,
-        validity=Validity(
-            warmup_done=bool(v.get("warmup_done")), min_runs_met=bool(v.get("min_runs_met")),
-            min_time_met=bool(v.get("min_time_met")), stop_reason=v.get("stop_reason") or ("error" if e else ""),
-            warnings=tuple(warnings),
-        ),
-        outputs=tuple(outputs),
-        error=JobError(**e) if e else None,
-        details=details,
-    )
+    return jobdir.collect(jd, fin, {**base, "runtime_name": "onnxruntime-web"}, phase, details,
+                          killed="the runner and its browser were", annotate=annotate)

@@ -26,6 +26,7 @@ import time
 import traceback
 from pathlib import Path
 
+from agents import jobdir
 from agents.browser.readings import Memory, placement
 from agents.browser.session import BrowserPage, PageFailed
 from harness import limits
@@ -79,19 +80,6 @@ def init_model_bytes() -> bytes:
     return m.SerializeToString()
 
 
-def _load_probes(path: Path) -> list[dict]:
-    import numpy as np
-
-    probes: list[dict] = []
-    with np.load(path) as data:
-        for key in sorted(data.files, key=lambda k: (int(k.split("/", 1)[0]), k)):
-            idx, name = key.split("/", 1)
-            while len(probes) <= int(idx):
-                probes.append({})
-            probes[int(idx)][name] = data[key]
-    return probes
-
-
 # -- probe -----------------------------------------------------------------------
 def probe(jd: Path) -> int:
     from agents.browser.server import PageServer
@@ -135,21 +123,14 @@ def job(jd: Path) -> int:
     except Exception as exc:  # a result, never a crash
         result["error"] = {"stage": result.get("_stage", "runner"), "kind": "runner_error",
                            "message": f"{type(exc).__name__}: {exc}\n" + traceback.format_exc(limit=3)[-1500:]}
-    result.pop("_stage", None)
-    if outputs:
-        import numpy as np
-
-        np.savez(jd / "outputs.npz", **outputs)
-    tmp = jd / "result.json.tmp"
-    tmp.write_text(json.dumps(result))
-    os.replace(tmp, jd / "result.json")
+    jobdir.finish(jd, result, outputs)
     return 0
 
 
 def _run(jd: Path, spec: dict, result: dict, outputs: dict) -> None:
     from agents.browser.server import PageServer
 
-    probes = _load_probes(jd / "probes.npz")
+    probes = jobdir.read_probes(jd)
     if not probes:
         raise JobFailed("job", "bad_input", "the job carries no probe inputs")
     inputs = [[{"name": k, "dtype": ("bool" if v.dtype.kind == "b" else v.dtype.name), "shape": list(v.shape)}

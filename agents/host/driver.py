@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import socket
 import sys
@@ -13,11 +12,8 @@ import threading
 from pathlib import Path
 from typing import Any, Mapping
 
-from agents import procs
-from agents.base import (
-    DeviceInfo, DriverResult, JobError, JobSpec, Memory, Placement, ProgressFn,
-    RuntimeSpec, Validity, short_ep,
-)
+from agents import jobdir, procs
+from agents.base import DeviceInfo, DriverResult, JobError, JobSpec, ProgressFn, RuntimeSpec, short_ep
 from agents.fingerprint import host_facts, run_conditions
 
 # Providers that do not run a model on this machine's hardware.
@@ -73,8 +69,6 @@ class HostDriver:
 
     # -- jobs -----------------------------------------------------------------
     def run(self, job: JobSpec, progress: ProgressFn, cancel: threading.Event) -> DriverResult:
-        import numpy as np
-
         runtime = self._runtime_spec()
         target = job.target
         base = dict(runtime_name="onnxruntime", runtime_version=runtime.version, ep=target.ep,
@@ -103,7 +97,7 @@ class HostDriver:
                 "options": dict(target.options),
                 "measure": job.measure.__dict__,
             }))
-            np.savez(jd / "probes.npz", **{f"{i}/{k}": v for i, p in enumerate(job.probes) for k, v in p.items()})
+            jobdir.write_probes(jd, job.probes)
             before = run_conditions()
             phase = {"name": "load"}
 
@@ -127,55 +121,7 @@ class HostDriver:
             shutil.rmtree(jd, ignore_errors=True)
 
     def _collect(self, jd: Path, fin: procs.Finished, base: dict, phase: str, conditions: dict) -> DriverResult:
-        import numpy as np
-
         details: dict[str, Any] = {"conditions": conditions, "runner_wall_s": round(fin.wall_s, 3)}
         if fin.maxrss_bytes is not None:
             details["runner_maxrss_bytes"] = fin.maxrss_bytes
-        res_path = jd / "result.json"
-        if fin.reason != "exited" or not res_path.exists():
-            if fin.reason == "cancelled":
-                err = JobError(phase, "cancelled", "cancelled; the runner's process group was killed")
-            elif fin.reason == "timeout":
-                err = JobError(phase, "timeout", f"no result within the job's time limit during {phase}; "
-                                                 "the runner's process group was killed")
-            else:
-                stderr = procs.tail(str(jd / "stderr.log"))
-                err = JobError(phase, "crash", f"runner died ({procs.signal_name(fin.returncode or 0)}) "
-                                               f"during {phase}" + (f"; stderr: {stderr}" if stderr else ""))
-            return DriverResult(**base, error=err, details=details,
-                                validity=Validity(stop_reason="cancelled" if fin.reason == "cancelled" else "error"))
-        raw = json.loads(res_path.read_text())
-        outputs: list[dict] = []
-        if (jd / "outputs.npz").exists():
-            with np.load(jd / "outputs.npz") as data:
-                for key in data.files:
-                    idx, name = key.split("/", 1)
-                    while len(outputs) <= int(idx):
-                        outputs.append({})
-                    outputs[int(idx)][name] = data[key]
-        rt = raw.get("runtime") or {}
-        details.update(raw.get("details") or {})
-        mem = raw.get("memory")
-        pl = raw.get("placement")
-        v = raw.get("validity") or {}
-        e = raw.get("error")
-        return DriverResult(
-            runtime_name="onnxruntime",
-            runtime_version=rt.get("version", base["runtime_version"]),
-            ep=base["ep"],
-            options=base["options"],
-            load_ms=raw.get("load_ms"),
-            first_run_ms=raw.get("first_run_ms"),
-            samples_ms=tuple(raw.get("samples_ms") or ()),
-            memory=Memory(**mem) if mem else None,
-            placement=Placement(**pl) if pl else None,
-            validity=Validity(
-                warmup_done=bool(v.get("warmup_done")), min_runs_met=bool(v.get("min_runs_met")),
-                min_time_met=bool(v.get("min_time_met")),
-                stop_reason=v.get("stop_reason") or ("error" if e else ""),
-            ),
-            outputs=tuple(outputs),
-            error=JobError(**e) if e else None,
-            details=details,
-        )
+        return jobdir.collect(jd, fin, base, phase, details)

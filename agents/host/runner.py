@@ -160,6 +160,7 @@ def _restore_fd2(saved: int) -> None:
 
 
 def main(job_dir: str) -> int:
+    from agents import jobdir
     from agents.procs import die_with_parent
 
     die_with_parent()
@@ -175,20 +176,14 @@ def main(job_dir: str) -> int:
         failed = _classify(exc, result.get("_stage", "runner"))
         result["error"] = {"stage": failed.stage, "kind": failed.kind,
                            "message": failed.message + "\n" + traceback.format_exc(limit=3)[-1500:]}
-    result.pop("_stage", None)
-    if outputs:
-        import numpy as np
-
-        np.savez(jd / "outputs.npz", **outputs)
-    tmp = jd / "result.json.tmp"
-    tmp.write_text(json.dumps(result))
-    os.replace(tmp, jd / "result.json")
+    jobdir.finish(jd, result, outputs)
     return 0
 
 
 def _run(jd: Path, spec: dict, result: dict, outputs: dict) -> None:
     import numpy as np
 
+    from agents import jobdir
     from harness.measure.policy import MeasurePolicy, StopRule
 
     result["_stage"] = "load"
@@ -199,13 +194,7 @@ def _run(jd: Path, spec: dict, result: dict, outputs: dict) -> None:
     result["runtime"] = {"name": "onnxruntime", "version": ort.__version__, "ep": ep, "options": options}
     result["details"]["runtime_build"] = ort.get_build_info() if hasattr(ort, "get_build_info") else ""
     result["details"]["timer_resolution_ms"] = time.get_clock_info("perf_counter").resolution * 1e3
-    with np.load(jd / "probes.npz") as data:
-        probes: list[dict] = []
-        for key in sorted(data.files, key=lambda k: (int(k.split("/", 1)[0]), k)):
-            idx, name = key.split("/", 1)
-            while len(probes) <= int(idx):
-                probes.append({})
-            probes[int(idx)][name] = data[key]
+    probes = jobdir.read_probes(jd)
     if not probes:
         raise JobFailed("job", "bad_input", "the job carries no probe inputs")
     feed = probes[0]

@@ -26,8 +26,8 @@ import zipfile
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from agents import procs
-from agents.base import DeviceInfo, DriverResult, JobError, JobSpec, Memory, Placement, ProgressFn, Validity
+from agents import jobdir, procs
+from agents.base import DeviceInfo, DriverResult, JobError, JobSpec, ProgressFn, Validity
 from agents.ios import inventory
 from agents.ios.backend import BackendError, backend_from_config
 from harness import limits
@@ -175,8 +175,6 @@ class IOSDriver:
 
     def _run_coreml(self, job: JobSpec, dev: DeviceInfo, model, jd: Path, base: dict,
                     progress: ProgressFn, cancel: threading.Event) -> DriverResult:
-        import numpy as np
-
         try:
             model_path = unpack_model(model.path, model.format, jd / "model")
         except ValueError as exc:
@@ -188,7 +186,7 @@ class IOSDriver:
             "model_path": str(model_path), "measure": job.measure.__dict__, "config": config,
             "work_dir": str(jd),
         }))
-        np.savez(jd / "probes.npz", **{f"{i}/{k}": v for i, p in enumerate(job.probes) for k, v in p.items()})
+        jobdir.write_probes(jd, job.probes)
         phase = {"name": "load"}
 
         def on_line(line: str) -> None:
@@ -232,56 +230,15 @@ def unpack_model(path: Path, fmt: str, dest: Path) -> Path:
 
 
 def collect(jd: Path, fin: procs.Finished, base: dict, phase: str, kind: str) -> DriverResult:
-    import numpy as np
+    def annotate(details: dict, warnings: list) -> None:
+        if kind == "simulator":
+            warnings.append("simulator: " + inventory.SIMULATOR_NOTE)
+            details["not_representative"] = "a simulator: " + inventory.SIMULATOR_NOTE
+        if kind in ("phone", "tablet"):
+            warnings.append("remote device: samples are the prediction times the runner app reports; "
+                            "each prediction is one devicectl round trip, so runs are far apart in time")
+        for item in details.get("not_measured") or ():
+            warnings.append(f"not measured: {item}")
 
     details: dict[str, Any] = {"runner_wall_s": round(fin.wall_s, 3), "device_kind": kind}
-    res_path = jd / "result.json"
-    if fin.reason != "exited" or not res_path.exists():
-        if fin.reason == "cancelled":
-            err = JobError(phase, "cancelled", "cancelled; the runner's process group was killed")
-        elif fin.reason == "timeout":
-            err = JobError(phase, "timeout", f"no result within the job's time limit during {phase}; "
-                                             "the runner's process group was killed")
-        else:
-            stderr = procs.tail(str(jd / "stderr.log"))
-            err = JobError(phase, "crash", f"runner died ({procs.signal_name(fin.returncode or 0)}) during {phase}"
-                                           + (f"; stderr: {stderr}" if stderr else ""))
-        return DriverResult(**base, error=err, details=details,
-                            validity=Validity(stop_reason="cancelled" if fin.reason == "cancelled" else "error"))
-    raw = json.loads(res_path.read_text())
-    outputs: list[dict] = []
-    if (jd / "outputs.npz").exists():
-        with np.load(jd / "outputs.npz") as data:
-            for key in data.files:
-                idx, name = key.split("/", 1)
-                while len(outputs) <= int(idx):
-                    outputs.append({})
-                outputs[int(idx)][name] = data[key]
-    details.update(raw.get("details") or {})
-    warnings = []
-    if kind == "simulator":
-        warnings.append("simulator: " + inventory.SIMULATOR_NOTE)
-        details["not_representative"] = "a simulator: " + inventory.SIMULATOR_NOTE
-    if kind in ("phone", "tablet"):
-        warnings.append("remote device: samples are the prediction times the runner app reports; "
-                        "each prediction is one devicectl round trip, so runs are far apart in time")
-    for item in details.get("not_measured") or ():
-        warnings.append(f"not measured: {item}")
-    v = raw.get("validity") or {}
-    e = raw.get("error")
-    mem = raw.get("memory")
-    pl = raw.get("placement")
-    return DriverResult(
-        **base,
-        load_ms=raw.get("load_ms"),
-        first_run_ms=raw.get("first_run_ms"),
-        samples_ms=tuple(raw.get("samples_ms") or ()),
-        memory=Memory(**mem) if mem else None,
-        placement=Placement(**pl) if pl else None,
-        validity=Validity(warmup_done=bool(v.get("warmup_done")), min_runs_met=bool(v.get("min_runs_met")),
-                          min_time_met=bool(v.get("min_time_met")),
-                          stop_reason=v.get("stop_reason") or ("error" if e else ""), warnings=tuple(warnings)),
-        outputs=tuple(outputs),
-        error=JobError(**e) if e else None,
-        details=details,
-    )
+    return jobdir.collect(jd, fin, base, phase, details, annotate=annotate)

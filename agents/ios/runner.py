@@ -13,10 +13,11 @@ the compute plan, whose loading would otherwise disturb both.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import traceback
 from pathlib import Path
+
+from agents import jobdir
 
 
 def _emit(obj: dict) -> None:
@@ -83,20 +84,11 @@ def main(job_dir: str) -> int:
         else:
             result["error"] = {"stage": result.get("_stage", "runner"), "kind": "runtime_error",
                                "message": f"{type(exc).__name__}: {exc}\n" + traceback.format_exc(limit=3)[-1500:]}
-    result.pop("_stage", None)
-    if outputs:
-        import numpy as np
-
-        np.savez(jd / "outputs.npz", **outputs)
-    tmp = jd / "result.json.tmp"
-    tmp.write_text(json.dumps(result, default=str))
-    os.replace(tmp, jd / "result.json")
+    jobdir.finish(jd, result, outputs)
     return 0
 
 
 def _run(jd: Path, spec: dict, result: dict, outputs: dict) -> None:
-    import numpy as np
-
     from agents.ios import computeplan
     from agents.ios.backend import PlanUnavailable, backend_from_spec
     from agents.ios.measure import measure
@@ -105,13 +97,7 @@ def _run(jd: Path, spec: dict, result: dict, outputs: dict) -> None:
     result["_stage"] = "load"
     device = spec["device"]
     units = spec["compute_units"]
-    with np.load(jd / "probes.npz") as data:
-        probes: list[dict] = []
-        for key in sorted(data.files, key=lambda k: (int(k.split("/", 1)[0]), k)):
-            idx, name = key.split("/", 1)
-            while len(probes) <= int(idx):
-                probes.append({})
-            probes[int(idx)][name] = data[key]
+    probes = jobdir.read_probes(jd)
     backend = backend_from_spec(spec["backend"])
     session = backend.open_session(device, Path(spec["model_path"]), units, spec.get("config") or {},
                                    Path(spec.get("work_dir") or jd))

@@ -1,0 +1,114 @@
+"""The job folder a driver shares with its runner child process.
+
+Driver side: `write_probes`, then run the child, then `collect` turns what the
+child left (or did not leave) into a DriverResult. Runner side: `read_probes`
+and `finish`. Arrays travel as npz entries named "<probe index>/<tensor
+name>"; the result as result.json, written atomically so a crash mid-write
+never looks like a result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+from agents import procs
+from agents.base import DriverResult, JobError, Memory, Placement, Validity
+
+
+def _save(path: Path, arrays: Sequence[Mapping[str, Any]]) -> None:
+    import numpy as np
+
+    np.savez(path, **{f"{i}/{k}": v for i, a in enumerate(arrays) for k, v in a.items()})
+
+
+def _load(path: Path) -> list[dict]:
+    import numpy as np
+
+    out: list[dict] = []
+    if not path.exists():
+        return out
+    with np.load(path) as data:
+        for key in sorted(data.files, key=lambda k: (int(k.split("/", 1)[0]), k)):
+            idx, name = key.split("/", 1)
+            while len(out) <= int(idx):
+                out.append({})
+            out[int(idx)][name] = data[key]
+    return out
+
+
+def write_probes(jd: Path, probes: Sequence[Mapping[str, Any]]) -> None:
+    _save(jd / "probes.npz", probes)
+
+
+def read_probes(jd: Path) -> list[dict]:
+    return _load(jd / "probes.npz")
+
+
+def finish(jd: Path, result: dict, outputs: Mapping[str, Any]) -> None:
+    """Runner side: write the outputs ("i/name" keys) and the result."""
+    result.pop("_stage", None)
+    if outputs:
+        import numpy as np
+
+        np.savez(jd / "outputs.npz", **outputs)
+    tmp = jd / "result.json.tmp"
+    tmp.write_text(json.dumps(result, default=str))
+    os.replace(tmp, jd / "result.json")
+
+
+def failure(jd: Path, fin: procs.Finished, phase: str, killed: str) -> JobError:
+    """The error of a runner that left no result: cancelled, timed out or dead."""
+    if fin.reason == "cancelled":
+        return JobError(phase, "cancelled", f"cancelled; {killed} killed")
+    if fin.reason == "timeout":
+        return JobError(phase, "timeout", f"no result within the job's time limit during {phase}; {killed} killed")
+    stderr = procs.tail(str(jd / "stderr.log"))
+    return JobError(phase, "crash", f"runner died ({procs.signal_name(fin.returncode or 0)}) during {phase}"
+                    + (f"; stderr: {stderr}" if stderr else ""))
+
+
+def collect(
+    jd: Path,
+    fin: procs.Finished,
+    base: Mapping[str, Any],
+    phase: str,
+    details: dict,
+    killed: str = "the runner's process group was",
+    annotate: Optional[Callable[[dict, list], None]] = None,
+) -> DriverResult:
+    """A DriverResult from the job folder. `base` holds runtime_name,
+    runtime_version, ep and options; `annotate(details, warnings)` adds a
+    driver's own warnings once the runner's details are in."""
+    res_path = jd / "result.json"
+    if fin.reason != "exited" or not res_path.exists():
+        return DriverResult(**base, error=failure(jd, fin, phase, killed), details=details,
+                            validity=Validity(stop_reason="cancelled" if fin.reason == "cancelled" else "error"))
+    raw = json.loads(res_path.read_text())
+    details.update(raw.get("details") or {})
+    warnings: list[str] = []
+    if annotate:
+        annotate(details, warnings)
+    rt = raw.get("runtime") or {}
+    mem, pl, v, e = raw.get("memory"), raw.get("placement"), raw.get("validity") or {}, raw.get("error")
+    return DriverResult(
+        runtime_name=base["runtime_name"],
+        runtime_version=rt.get("version") or base["runtime_version"],
+        ep=base["ep"],
+        options=base["options"],
+        load_ms=raw.get("load_ms"),
+        first_run_ms=raw.get("first_run_ms"),
+        samples_ms=tuple(raw.get("samples_ms") or ()),
+        memory=Memory(**mem) if mem else None,
+        placement=Placement(**pl) if pl else None,
+        validity=Validity(
+            warmup_done=bool(v.get("warmup_done")), min_runs_met=bool(v.get("min_runs_met")),
+            min_time_met=bool(v.get("min_time_met")), stop_reason=v.get("stop_reason") or ("error" if e else ""),
+            warnings=tuple(list(v.get("warnings") or ()) + warnings),
+        ),
+        outputs=tuple(_load(jd / "outputs.npz")),
+        error=JobError(**e) if e else None,
+        details=details,
+    )
