@@ -50,8 +50,10 @@ def run(tmp: Path, quick: bool = False) -> list[Row]:
     from harness.measure.policy import MeasurePolicy
 
     reps = 1 if quick else 3
-    model = models.matmul_chain(tmp / "chain.onnx", batch=16, width=256, depth=4)
-    x = np.random.default_rng(2).standard_normal((16, 256)).astype(np.float32)
+    # About a millisecond a run on one core: long enough that the noise
+    # bursts below land inside runs rather than between them.
+    model = models.matmul_chain(tmp / "chain.onnx", batch=32, width=384, depth=4)
+    x = np.random.default_rng(2).standard_normal((32, 384)).astype(np.float32)
     digest = models.sha256(model)
     policies = {
         "adaptive": MeasurePolicy(warmup_runs=20, warmup_s=0, min_runs=50, min_s=0, max_s=60, target_ci=TARGET),

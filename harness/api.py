@@ -104,6 +104,15 @@ def prepare(req: RunRequest) -> Prepared:
             probes[c.name], labels[c.name] = probes_mod.load_eval(cands.eval, inputs, harness.limits.MAX_PROBES)
         else:
             probes[c.name], labels[c.name] = probes_mod.generate(inputs, req.probes), None
+    for name, ps in probes.items():
+        fit = probes_mod.fitting(ps, harness.limits.MAX_PROBE_BYTES)
+        if fit < len(ps):
+            log.warning("candidate %s: %d probe inputs of %.1f MiB each; sending %d (%d MiB per job)", name, len(ps),
+                        probes_mod.nbytes(ps[0]) / harness.limits.MiB, fit,
+                        harness.limits.MAX_PROBE_BYTES // harness.limits.MiB)
+            probes[name] = ps[:fit]
+            if labels.get(name):
+                labels[name] = labels[name][:fit]
     # A Core ML-only candidate borrows the probes of the candidate it derives from.
     for c in cands.candidates:
         if not probes[c.name] and c.spec.from_ and probes.get(c.spec.from_):

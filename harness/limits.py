@@ -74,6 +74,11 @@ MIN_PING_INTERVAL_S = 1.0
 # Probe inputs per job: enough for top-1 agreement to mean something, small
 # enough that outputs stay within one message for typical edge models.
 MAX_PROBES = 64
+# Probe inputs of one job, and the outputs of one result, stay under this so
+# a job and its result each fit one gRPC message with room to spare (an
+# image model's probes at 1x3x1024x1024 are 12 MiB each).
+MAX_PROBE_BYTES = 24 * MiB
+MAX_OUTPUT_BYTES = 24 * MiB
 # Runner progress lines are throttled to this interval.
 PROGRESS_INTERVAL_S = 0.5
 # A Run stream may wait in the agent's device queue behind other

@@ -102,6 +102,10 @@ def inspect_onnx(path: Path) -> ModelInfo:
         dt = ONNX_DTYPES.get(init.data_type, str(init.data_type))
         by_dtype[dt] += count
         external = init.data_location == onnx.TensorProto.EXTERNAL
+        if external:
+            raise ModelError(f"{path}: initializer {init.name!r} keeps its weights in an external data file; "
+                             "harness deploys single-file models (re-save with onnx.save(model, path, "
+                             "save_as_external_data=False) if it is under 2 GB)")
         if init.raw_data and not external and dt in ONNX_DTYPES.values() and dt != "bfloat16":
             want = count * np.dtype(dt if dt != "bool" else "bool").itemsize
             if len(init.raw_data) != want:

@@ -159,3 +159,18 @@ def load_eval(
     if not probes:
         raise ConfigError(f"{path}: the eval set holds no complete batch")
     return probes, labels
+
+
+def nbytes(probe: Mapping[str, np.ndarray]) -> int:
+    return int(sum(np.asarray(v).nbytes for v in probe.values()))
+
+
+def fitting(probes: Sequence[Mapping[str, np.ndarray]], limit: int) -> int:
+    """How many leading probes fit in `limit` bytes (at least one: a single
+    probe too large for a message is the model's own size problem)."""
+    total = 0
+    for i, p in enumerate(probes):
+        total += nbytes(p)
+        if total > limit:
+            return max(1, i)
+    return len(probes)

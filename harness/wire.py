@@ -11,6 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from harness import limits
 from harness._proto.v1 import agent_pb2 as pb
 from harness.measure.policy import MeasurePolicy
 
@@ -77,8 +78,37 @@ def policy_from_pb(m: pb.MeasurePolicy) -> MeasurePolicy:
     )
 
 
+def bounded_outputs(outputs, notes: dict, limit: int = limits.MAX_OUTPUT_BYTES) -> list[pb.TensorSet]:
+    """Probe outputs that fit one message: whole probes, in order, until the
+    byte limit; tensors of a dtype the wire does not carry (strings, maps)
+    are left out. What was left out is said in `notes`."""
+    out: list[pb.TensorSet] = []
+    total = 0
+    skipped: set[str] = set()
+    for i, o in enumerate(outputs):
+        kept = {}
+        for name, value in o.items():
+            arr = np.asarray(value)
+            if arr.dtype.name not in DTYPES:
+                skipped.add(f"{name} ({arr.dtype.name})")
+                continue
+            kept[name] = arr
+        size = sum(a.nbytes for a in kept.values())
+        if out and total + size > limit:
+            notes["outputs_truncated"] = (f"outputs of {i} of {len(outputs)} probes returned: the rest would "
+                                          f"exceed {limit // limits.MiB} MiB per result")
+            break
+        total += size
+        out.append(tensors_to_pb(kept))
+    if skipped:
+        notes["outputs_not_returned"] = sorted(skipped)
+    return out
+
+
 def result_to_pb(r: Any, device_id: str, started: float, finished: float) -> pb.Result:
     """agents.base.DriverResult -> pb.Result."""
+    notes: dict = {}
+    outputs = bounded_outputs(r.outputs, notes)
     msg = pb.Result(
         device_id=device_id,
         runtime=pb.RuntimeInfo(
@@ -91,10 +121,10 @@ def result_to_pb(r: Any, device_id: str, started: float, finished: float) -> pb.
             min_time_met=r.validity.min_time_met, stop_reason=r.validity.stop_reason,
             warnings=list(r.validity.warnings),
         ),
-        outputs=[tensors_to_pb(o) for o in r.outputs],
+        outputs=outputs,
         started_unix=started,
         finished_unix=finished,
-        details_json=json.dumps(dict(r.details), default=str),
+        details_json=json.dumps({**dict(r.details), **notes}, default=str),
     )
     # Absent measurements travel as NaN so "not measured" never reads as 0 ms.
     msg.load_ms = float("nan") if r.load_ms is None else float(r.load_ms)
