@@ -72,6 +72,14 @@ class DeviceInfo:
     runtimes: tuple[RuntimeSpec, ...]
     state: str = "ready"
     state_reason: str = ""
+    # Hardware this device shares with others of the same agent: devices with
+    # the same non-empty name never run jobs at the same time (the host CPU
+    # that the host driver and the browser both compute on). Empty: its own.
+    exclusive: str = ""
+
+
+# The `exclusive` name of everything that computes on the agent's own machine.
+AGENT_MACHINE = "agent-machine"
 
 
 @dataclass(frozen=True)

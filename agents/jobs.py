@@ -1,7 +1,9 @@
 """The agent's job table: one FIFO lane per device, job ids as idempotency keys.
 
-Each device has a lane with at most one running job; a lane's worker thread
-exists only while the lane has work. Every job keeps its ordered list of
+Each device has a lane with at most one running job; devices that share
+hardware (the host CPU that both the host and the browser driver compute on)
+share one lane, so their jobs never run at the same time either. A lane's
+worker thread exists only while the lane has work. Every job keeps its ordered list of
 events so any number of streams (the original one, a re-attached one after a
 controller restart) can replay and follow it. Finished jobs are kept for a
 bounded time and count, so a re-sent job id returns its stored result instead
@@ -31,9 +33,10 @@ class Draining(Exception):
 
 
 class JobRecord:
-    def __init__(self, job_id: str, device_id: str, work: Work):
+    def __init__(self, job_id: str, device_id: str, work: Work, lane: str):
         self.job_id = job_id
         self.device_id = device_id
+        self.lane = lane
         self.work = work
         self.state = "queued"  # queued | running | finished
         self.events: list[pb.RunEvent] = []
@@ -80,8 +83,14 @@ class JobTable:
 
     # -- queries ----------------------------------------------------------------
     def busy_devices(self) -> set[str]:
+        """Devices running a job now."""
         with self._lock:
-            return set(self._running)
+            return {rec.device_id for rec in self._running.values()}
+
+    def busy_lanes(self) -> dict[str, str]:
+        """lane -> the device running a job in it."""
+        with self._lock:
+            return {lane: rec.device_id for lane, rec in self._running.items()}
 
     def get(self, job_id: str) -> Optional[JobRecord]:
         with self._lock:
@@ -93,8 +102,10 @@ class JobTable:
             return len(self._live)
 
     # -- commands ---------------------------------------------------------------
-    def submit(self, job_id: str, device_id: str, work: Work) -> tuple[JobRecord, bool]:
-        """(record, attached): attached is True when job_id was already known."""
+    def submit(self, job_id: str, device_id: str, work: Work, lane: str = "") -> tuple[JobRecord, bool]:
+        """(record, attached): attached is True when job_id was already known.
+        `lane` names hardware the device shares (default: its own id)."""
+        lane = lane or device_id
         with self._lock:
             self._prune()
             known = self._live.get(job_id) or self._finished.get(job_id)
@@ -102,18 +113,17 @@ class JobTable:
                 return known, True
             if self._closed:
                 raise Draining("the agent is draining (shutting down): send the job elsewhere")
-            lane = self._lanes.setdefault(device_id, deque())
-            if len(lane) >= self.max_queue:
-                raise QueueFull(f"device {device_id} already has {len(lane)} jobs queued (limit {self.max_queue})")
-            rec = JobRecord(job_id, device_id, work)
+            queue = self._lanes.setdefault(lane, deque())
+            if len(queue) >= self.max_queue:
+                raise QueueFull(f"device {device_id} already has {len(queue)} jobs queued (limit {self.max_queue})")
+            rec = JobRecord(job_id, device_id, work, lane)
             self._live[job_id] = rec
-            lane.append(rec)
-            position = len(lane) - 1 + (1 if device_id in self._running else 0)
+            queue.append(rec)
+            position = len(queue) - 1 + (1 if lane in self._running else 0)
             rec.publish(pb.RunEvent(job_id=job_id, queued=pb.Queued(position=position)))
-            if device_id not in self._workers:
-                t = threading.Thread(target=self._lane_worker, args=(device_id,), daemon=True,
-                                     name=f"lane-{device_id}")
-                self._workers[device_id] = t
+            if lane not in self._workers:
+                t = threading.Thread(target=self._lane_worker, args=(lane,), daemon=True, name=f"lane-{lane}")
+                self._workers[lane] = t
                 t.start()
             return rec, False
 
@@ -125,11 +135,11 @@ class JobTable:
             state = rec.state
             rec.cancel.set()
             if state == "queued":
-                lane = self._lanes.get(rec.device_id)
-                if lane is not None and rec in lane:
-                    lane.remove(rec)
+                queue = self._lanes.get(rec.lane)
+                if queue is not None and rec in queue:
+                    queue.remove(rec)
                     self._finish(rec, _cancelled_result(rec.device_id, self.wall()))
-                    self._announce_positions(rec.device_id)
+                    self._announce_positions(rec.lane)
             return True, state
 
     def close(self, timeout: float) -> None:
@@ -144,17 +154,18 @@ class JobTable:
             t.join(max(0.0, deadline - self.clock()))
 
     # -- internals --------------------------------------------------------------
-    def _lane_worker(self, device_id: str) -> None:
+    def _lane_worker(self, lane: str) -> None:
         while True:
             with self._lock:
-                lane = self._lanes.get(device_id)
-                if not lane:
-                    self._workers.pop(device_id, None)
+                queue = self._lanes.get(lane)
+                if not queue:
+                    self._workers.pop(lane, None)
                     return
-                rec = lane.popleft()
+                rec = queue.popleft()
                 rec.state = "running"
-                self._running[device_id] = rec
-                self._announce_positions(device_id)
+                self._running[lane] = rec
+                self._announce_positions(lane)
+            device_id = rec.device_id
             rec.publish(pb.RunEvent(job_id=rec.job_id, started=pb.Started(device_id=device_id, at_unix=self.wall())))
 
             def progress(phase: str, samples: int, elapsed: float, rec: JobRecord = rec) -> None:
@@ -173,7 +184,7 @@ class JobTable:
 
                 result = error_result(device_id, "runner", "agent_error", f"{type(exc).__name__}: {exc}", now)
             with self._lock:
-                self._running.pop(device_id, None)
+                self._running.pop(lane, None)
                 self._finish(rec, result)
 
     def _finish(self, rec: JobRecord, result: pb.Result) -> None:
@@ -185,11 +196,11 @@ class JobTable:
         rec.publish(pb.RunEvent(job_id=rec.job_id, result=result))
         self._prune()
 
-    def _announce_positions(self, device_id: str) -> None:
+    def _announce_positions(self, lane: str) -> None:
         # Called with self._lock held.
-        lane = self._lanes.get(device_id) or ()
-        ahead = 1 if device_id in self._running else 0
-        for i, rec in enumerate(lane):
+        queue = self._lanes.get(lane) or ()
+        ahead = 1 if lane in self._running else 0
+        for i, rec in enumerate(queue):
             rec.publish(pb.RunEvent(job_id=rec.job_id, queued=pb.Queued(position=i + ahead)))
 
     def _prune(self) -> None:

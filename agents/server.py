@@ -82,19 +82,22 @@ class AgentServicer(pb_grpc.AgentServicer):
 
     def Describe(self, request, context):
         statuses, found = self._scan()
-        busy = self.jobs.busy_devices()
+        lanes = self.jobs.busy_lanes()
         devices = []
         for dev_id, d in sorted(found.items()):
-            state = d.state
-            if state == "ready" and dev_id in busy:
+            state, reason = d.state, d.state_reason
+            running = lanes.get(d.exclusive or dev_id)
+            if state == "ready" and running:
                 state = "busy"
+                if running != dev_id:
+                    reason = f"shares this machine with {running}, which is running a job"
             devices.append(pb.Device(
                 id=dev_id, driver=dev_id.split(":", 1)[0], platform=d.platform,
                 facts={str(k): str(v) for k, v in d.facts.items()},
                 runtimes=[pb.Runtime(name=r.name, version=r.version, eps=list(r.eps), formats=list(r.formats))
                           for r in d.runtimes],
                 state=wire.DEVICE_STATE_TO_PB.get(state, pb.DEVICE_STATE_UNSPECIFIED),
-                state_reason=d.state_reason,
+                state_reason=reason,
             ))
         return pb.DescribeResponse(
             agent_version=harness.__version__, protocol_version=harness.PROTOCOL_VERSION,
@@ -166,7 +169,9 @@ class AgentServicer(pb_grpc.AgentServicer):
             except ValueError as exc:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             try:
-                rec, attached = self.jobs.submit(job.job_id, job.device_id, self._work(job, spec_parts))
+                dev = self._device(job.device_id)
+                lane = (dev.exclusive if dev is not None and dev.exclusive else job.device_id)
+                rec, attached = self.jobs.submit(job.job_id, job.device_id, self._work(job, spec_parts), lane)
             except Draining as exc:
                 context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
             except QueueFull as exc:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from agents import jobdir, procs
-from agents.base import DeviceInfo, DriverResult, JobError, JobSpec, ProgressFn, RuntimeSpec, Validity
+from agents.base import AGENT_MACHINE, DeviceInfo, DriverResult, JobError, JobSpec, ProgressFn, RuntimeSpec, Validity
 from agents.browser import locate, runtimes
 from harness import limits
 
@@ -128,7 +128,7 @@ class BrowserDriver:
         local_id = self.config.get("device_id") or name.lower().replace(" ", "-")
         if "error" in info:
             return [DeviceInfo(local_id, "browser", {"browser": name, "executable": info.get("executable", "")},
-                               (), state="offline", state_reason=info["error"][:500])]
+                               (), state="offline", state_reason=info["error"][:500], exclusive=AGENT_MACHINE)]
         eps = self.device_eps(info)
         working = [ep for ep, why in eps.items() if not why]
         rts = tuple(RuntimeSpec("onnxruntime-web", i.version, tuple(ep for ep in runtimes.eps_of(i) if ep in working),
@@ -136,7 +136,8 @@ class BrowserDriver:
         missing = [v for v in self.offered if not any(r.version == v or r.version.startswith(v + ".") for r in rts)]
         return [DeviceInfo(local_id, "browser", _facts(info, name, version, eps), rts,
                            state_reason=("not cached: " + ", ".join(f"onnxruntime-web {v} "
-                                         f"(`{runtimes.install_hint(v)}`)" for v in missing)) if missing else "")]
+                                         f"(`{runtimes.install_hint(v)}`)" for v in missing)) if missing else "",
+                           exclusive=AGENT_MACHINE)]
 
     def close(self) -> None:
         pass

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from agents import jobdir, procs
-from agents.base import DeviceInfo, DriverResult, JobError, JobSpec, ProgressFn, RuntimeSpec, short_ep
+from agents.base import AGENT_MACHINE, DeviceInfo, DriverResult, JobError, JobSpec, ProgressFn, RuntimeSpec, short_ep
 from agents.fingerprint import host_facts, run_conditions
 
 # Providers that do not run a model on this machine's hardware.
@@ -61,6 +61,7 @@ class HostDriver:
                 platform={"darwin": "macos", "win32": "windows"}.get(sys.platform, "linux"),
                 facts=host_facts(),
                 runtimes=(self._runtime_spec(),),
+                exclusive=AGENT_MACHINE,
             )
         ]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping, Optional, Sequence
 
-from agents.base import DeviceInfo, RuntimeSpec
+from agents.base import AGENT_MACHINE, DeviceInfo, RuntimeSpec
 
 COMPUTE_UNITS = ("all", "cpu_and_ne", "cpu_and_gpu", "cpu_only")
 FORMATS = ("mlpackage.zip", "mlmodel")
@@ -94,7 +94,7 @@ def mac_device(sysctl_text: str, sw_vers_text: str, extra_runtimes: Sequence[Run
     facts.update(notes or {})
     coreml = RuntimeSpec("coreml", version, compute_units_for("macOS", version, apple_silicon), FORMATS)
     return DeviceInfo(local_id=MAC_ID, platform="macos", facts={k: v for k, v in facts.items() if v != ""},
-                      runtimes=(coreml, *extra_runtimes))
+                      runtimes=(coreml, *extra_runtimes), exclusive=AGENT_MACHINE)
 
 
 def phone_devices(devicectl: Mapping[str, Any], remote: tuple[bool, str] = (True, "")) -> list[DeviceInfo]:
@@ -188,7 +188,8 @@ def simulator_devices(simctl: Mapping[str, Any], host_soc: str = "",
             units = compute_units_for("iOS", version, neural_engine=False)
             out.append(DeviceInfo(
                 local_id=f"sim-{d['udid']}", platform="ios", facts={k: v for k, v in facts.items() if v},
-                runtimes=(RuntimeSpec("coreml", version, units, FORMATS),), state=state, state_reason=reason))
+                runtimes=(RuntimeSpec("coreml", version, units, FORMATS),), state=state, state_reason=reason,
+                exclusive=AGENT_MACHINE))  # a simulator computes on the Mac's own chip
     return out
 
 

@@ -116,6 +116,8 @@ class SimDevice(_Strict):
     output_noise: float = Field(0.0, ge=0)
     state: Literal["ready", "busy", "offline", "unauthorized", "too_hot"] = "ready"
     state_reason: str = ""
+    # Devices naming the same `exclusive` share hardware: never two jobs at once.
+    exclusive: Optional[str] = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
     @field_validator("facts", mode="before")
     @classmethod

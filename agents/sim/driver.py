@@ -88,7 +88,7 @@ class SimDriver:
                 local_id=d.id, platform=d.platform, facts=self._facts(d),
                 runtimes=(RuntimeSpec(d.runtime_name(), d.version(), d.runtime_eps(),
                                       DEFAULT_FORMATS[d.runtime_name()]),),
-                state=d.state, state_reason=d.state_reason,
+                state=d.state, state_reason=d.state_reason, exclusive=d.exclusive or "",
             )
             for d in self._devices.values()
         ]

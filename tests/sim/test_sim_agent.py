@@ -2,6 +2,7 @@
 produce, the faults they inject on purpose, cancellation and timeouts."""
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -191,3 +192,42 @@ def test_sixteen_jobs_on_four_devices_run_in_parallel_one_per_device(lab, tmp_pa
     finally:
         client.close()
         agent.stop(grace=1.0)
+
+
+def test_devices_that_share_hardware_take_turns(tmp_path):
+    import threading
+
+    from harness.controller.client import AgentClient
+
+    sim = {"devices": [simkit.device("a", exclusive="one-board"), simkit.device("b", exclusive="one-board"),
+                       simkit.device("c")]}
+    agent = simkit.start_agent(tmp_path, sim)
+    client = AgentClient("t", agent.address)
+    try:
+        digest = simkit.upload(client, modelkit.mlp(tmp_path / "m.onnx", batch=1))
+        out = {}
+
+        def go(dev):
+            out[dev] = simkit.run(client, simkit.job(f"x-{dev}", f"sim:{dev}", digest))
+
+        threads = [threading.Thread(target=go, args=(d,)) for d in ("a", "b", "c")]
+        for t in threads:
+            t.start()
+        seen_busy = None
+        for _ in range(100):  # while a or b runs, the other is reported busy
+            states = {d.id: (d.state, d.state_reason) for d in client.describe().devices}
+            if states["sim:a"][0] == 2 and states["sim:b"][0] == 2:
+                seen_busy = states
+                break
+            time.sleep(0.02)
+        for t in threads:
+            t.join(60)
+        span = {d: (r["started_unix"], r["finished_unix"]) for d, r in out.items()}
+        (s1, e1), (s2, e2) = sorted([span["a"], span["b"]])
+        assert s2 >= e1, "two devices sharing hardware ran at the same time"
+        sc, ec = span["c"]
+        assert sc < max(e1, e2) and ec > min(s1, s2), "an independent device should run alongside"
+        assert seen_busy and "shares this machine" in (seen_busy["sim:a"][1] + seen_busy["sim:b"][1])
+    finally:
+        client.close()
+        agent.stop(1)
