@@ -191,6 +191,7 @@ def _measure(page: BrowserPage, spec: dict, result: dict, outputs: dict, srv) ->
     result["runtime"] = {"name": "onnxruntime-web", "version": versions.get("web") or spec["version"]}
     _mark(result, "page_setup")
     details["runtime_init_ms"] = _step(page, stage, "initRuntime")
+    details["timer_resolution_ms"] = page.timer_resolution_ms()
     _mark(result, "runtime_init")
     mem = Memory(page)
     mem.baseline()

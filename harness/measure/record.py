@@ -87,7 +87,7 @@ def build_record(
         "warmup_done": bool(v.get("warmup_done")),
         "min_runs_met": bool(v.get("min_runs_met")),
         "min_time_met": bool(v.get("min_time_met")),
-        "stable": not any(w.startswith(("unstable", "drift")) or "outlier" in w for w in warnings),
+        "stable": not any(w.startswith(("unstable", "drift", "outliers")) for w in warnings),
         # False where the driver says the device cannot stand for real hardware
         # (a software WebGPU adapter, a simulator): budgets do not judge it.
         "representative": not details.get("not_representative"),
