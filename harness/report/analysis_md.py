@@ -37,7 +37,13 @@ def decision_line(doc: dict) -> str:
     if s.get("candidate"):
         parts.append(f"candidate {s['candidate']}" + ("" if s.get("ok") else " (not yet passing)"))
     fails = d.get("budget_failures") or []
-    parts.append(f"{len(fails)} budget failure(s)" if fails else "budgets ok")
+    judged = [b.get("passes") for b in ((doc.get("baseline") or {}).get("candidates") or {}).values()]
+    if fails:
+        parts.append(f"{len(fails)} budget failure(s)")
+    elif any(j is not None for j in judged):
+        parts.append("budgets ok")
+    else:
+        parts.append("no budget checked (none set, or nothing measured against one)")
     return " · ".join(parts)
 
 
