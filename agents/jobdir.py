@@ -59,6 +59,33 @@ def finish(jd: Path, result: dict, outputs: Mapping[str, Any]) -> None:
     os.replace(tmp, jd / "result.json")
 
 
+def runner_env() -> dict:
+    """The environment of a runner child: it must import this very package,
+    wherever it lives (an editable checkout, a wheel, a copied tree)."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def run_runner(module_args: Sequence[str], jd: Path, timeout_s: float, progress, cancel) -> tuple[procs.Finished, str]:
+    """Run `python -m <module_args...>` as the job's runner, relaying its
+    JSON progress lines; returns how it ended and the last phase it reported
+    (where a crash or timeout happened)."""
+    import sys
+
+    phase = {"name": "load"}
+
+    def on_line(line: str) -> None:
+        msg = json.loads(line)
+        phase["name"] = msg.get("phase", phase["name"])
+        progress(phase["name"], int(msg.get("samples", 0)), float(msg.get("elapsed_s", 0.0)))
+
+    fin = procs.run_child([sys.executable, "-m", *module_args], timeout_s=timeout_s, cancel=cancel,
+                          on_line=on_line, stderr_path=str(jd / "stderr.log"), env=runner_env())
+    return fin, phase["name"]
+
+
 def failure(jd: Path, fin: procs.Finished, phase: str, killed: str) -> JobError:
     """The error of a runner that left no result: cancelled, timed out or dead."""
     if fin.reason == "cancelled":

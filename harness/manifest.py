@@ -225,3 +225,35 @@ def _dump(data: dict) -> str:
     for name, fields in (data.get("candidates") or {}).items():
         text += "  " + _entry_line(name, fields) + "\n"
     return text
+
+
+def read(path: Path) -> Optional[dict]:
+    from harness.config.loading import read_yaml
+
+    if not path.exists():
+        return None
+    data = read_yaml(path)
+    return data if isinstance(data, dict) else None
+
+
+def eval_path(path: Path) -> Optional[Path]:
+    data = read(path)
+    ev = (data or {}).get("eval")
+    return (path.parent / str(ev)) if ev else None
+
+
+def has_candidate(path: Path, name: str) -> bool:
+    data = read(path) or {}
+    return name in (data.get("candidates") or {})
+
+
+def check_base(path: Path, base: str, model: Path) -> None:
+    """The variants say `from: BASE`; BASE must be this very model."""
+    data = read(path) or {}
+    entry = (data.get("candidates") or {}).get(base)
+    if not isinstance(entry, dict) or not entry.get("onnx"):
+        return
+    declared = (path.parent / str(entry["onnx"])).resolve()
+    if declared != model.resolve():
+        raise ConfigError(f"{path}: candidates.{base}.onnx is {declared}, not the model being quantised "
+                          f"({model.resolve()}); give --name for another candidate name")

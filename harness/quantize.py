@@ -147,8 +147,8 @@ def quantize(
     base = name or model.stem
     cand_path = Path(candidates).expanduser() if candidates else None
     if cand_path is not None:
-        eval_path = eval_path or _manifest_eval(cand_path)
-        _check_base(cand_path, base, model)
+        eval_path = eval_path or manifest.eval_path(cand_path)
+        manifest.check_base(cand_path, base, model)
     if "static" in variants and eval_path is None:
         raise ConfigError("static INT8 needs calibration data: give --eval DATA.npz (one array per model input, "
                           "samples along the batch axis), or leave it out with --variants dynamic,fp16")
@@ -199,7 +199,7 @@ def quantize(
                 "onnx": _relpath(finals[kind], cand_path.parent), "technique": "quantisation", "from": base,
                 "description": _describe(kind, settings, dyn_weights)} for kind in variants}
             top_entries = {base: {"onnx": _relpath(model, cand_path.parent), "technique": "baseline"}} \
-                if not _has_candidate(cand_path, base) else {}
+                if not manifest.has_candidate(cand_path, base) else {}
             top = {"reference": base, "eval": _relpath(eval_path, cand_path.parent) if eval_path else None}
             text, kept = manifest.update_text(cand_path, {**top_entries, **entries}, top)
         for kind, tmp in made.items():
@@ -372,35 +372,3 @@ def _describe(kind: str, s: Settings, dyn_weights: str = "int8") -> str:
         return (f"ONNX Runtime static INT8 (QDQ): int8 {gran} weights, {act} activations "
                 f"calibrated ({s.calibrate}) on the eval set{rr}")
     return "float16 weights and arithmetic, float32 inputs and outputs"
-
-
-def _manifest_data(path: Path) -> Optional[dict]:
-    from harness.config.loading import read_yaml
-
-    if not path.exists():
-        return None
-    data = read_yaml(path)
-    return data if isinstance(data, dict) else None
-
-
-def _manifest_eval(path: Path) -> Optional[Path]:
-    data = _manifest_data(path)
-    ev = (data or {}).get("eval")
-    return (path.parent / str(ev)) if ev else None
-
-
-def _has_candidate(path: Path, name: str) -> bool:
-    data = _manifest_data(path) or {}
-    return name in (data.get("candidates") or {})
-
-
-def _check_base(path: Path, base: str, model: Path) -> None:
-    """The variants say `from: BASE`; BASE must be this very model."""
-    data = _manifest_data(path) or {}
-    entry = (data.get("candidates") or {}).get(base)
-    if not isinstance(entry, dict) or not entry.get("onnx"):
-        return
-    declared = (path.parent / str(entry["onnx"])).resolve()
-    if declared != model.resolve():
-        raise ConfigError(f"{path}: candidates.{base}.onnx is {declared}, not the model being quantised "
-                          f"({model.resolve()}); give --name for another candidate name")

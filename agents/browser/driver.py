@@ -101,7 +101,7 @@ class BrowserDriver:
             (jd / "probe_spec.json").write_text(json.dumps({"executable": exe, "extra_args": list(self.extra_args)}))
             fin = procs.run_child([sys.executable, "-m", "agents.browser.runner", "probe", str(jd)],
                                   timeout_s=limits.BROWSER_PROBE_TIMEOUT_S, cancel=threading.Event(),
-                                  stderr_path=str(jd / "stderr.log"), env=_child_env())
+                                  stderr_path=str(jd / "stderr.log"), env=jobdir.runner_env())
             try:
                 return json.loads((jd / "probe.json").read_text())
             except (OSError, ValueError):
@@ -198,28 +198,12 @@ class BrowserDriver:
             from agents.fingerprint import run_conditions
 
             before = run_conditions()
-            phase = {"name": "load"}
-
-            def on_line(line: str) -> None:
-                msg = json.loads(line)
-                phase["name"] = msg.get("phase", phase["name"])
-                progress(phase["name"], int(msg.get("samples", 0)), float(msg.get("elapsed_s", 0.0)))
-
-            fin = procs.run_child([sys.executable, "-m", "agents.browser.runner", "job", str(jd)],
-                                  timeout_s=job.timeout_s, cancel=cancel, on_line=on_line,
-                                  stderr_path=str(jd / "stderr.log"), env=_child_env())
+            fin, phase = jobdir.run_runner(["agents.browser.runner", "job", str(jd)], jd, job.timeout_s, progress,
+                                           cancel)
             conditions = {"before": before, "after": run_conditions()}
-            return _collect(jd, fin, base, phase["name"], conditions, info, target.ep)
+            return _collect(jd, fin, base, phase, conditions, info, target.ep)
         finally:
             shutil.rmtree(jd, ignore_errors=True)
-
-
-def _child_env() -> dict:
-    env = dict(os.environ)
-    # The runner must import this very package, wherever it lives.
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
 
 
 def _browser_name(info: dict) -> tuple[str, str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import sys
@@ -100,24 +99,9 @@ class HostDriver:
             }))
             jobdir.write_probes(jd, job.probes)
             before = run_conditions()
-            phase = {"name": "load"}
-
-            def on_line(line: str) -> None:
-                msg = json.loads(line)
-                phase["name"] = msg.get("phase", phase["name"])
-                progress(phase["name"], int(msg.get("samples", 0)), float(msg.get("elapsed_s", 0.0)))
-
-            env = dict(os.environ)
-            # The runner must import this very package, wherever it lives.
-            root = str(Path(__file__).resolve().parents[2])
-            env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-            fin = procs.run_child(
-                [sys.executable, "-m", "agents.host.runner", str(jd)],
-                timeout_s=job.timeout_s, cancel=cancel, on_line=on_line,
-                stderr_path=str(jd / "stderr.log"), env=env,
-            )
+            fin, phase = jobdir.run_runner(["agents.host.runner", str(jd)], jd, job.timeout_s, progress, cancel)
             after = run_conditions()
-            return self._collect(jd, fin, base, phase["name"], {"before": before, "after": after})
+            return self._collect(jd, fin, base, phase, {"before": before, "after": after})
         finally:
             shutil.rmtree(jd, ignore_errors=True)
 

@@ -16,9 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -187,19 +185,8 @@ class IOSDriver:
             "work_dir": str(jd),
         }))
         jobdir.write_probes(jd, job.probes)
-        phase = {"name": "load"}
-
-        def on_line(line: str) -> None:
-            msg = json.loads(line)
-            phase["name"] = msg.get("phase", phase["name"])
-            progress(phase["name"], int(msg.get("samples", 0)), float(msg.get("elapsed_s", 0.0)))
-
-        env = dict(os.environ)
-        root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        fin = procs.run_child([sys.executable, "-m", "agents.ios.runner", str(jd)], timeout_s=job.timeout_s,
-                              cancel=cancel, on_line=on_line, stderr_path=str(jd / "stderr.log"), env=env)
-        return collect(jd, fin, base, phase["name"], inventory.device_kind(dev))
+        fin, phase = jobdir.run_runner(["agents.ios.runner", str(jd)], jd, job.timeout_s, progress, cancel)
+        return collect(jd, fin, base, phase, inventory.device_kind(dev))
 
 
 def unpack_model(path: Path, fmt: str, dest: Path) -> Path:
