@@ -19,7 +19,9 @@ HOG = "import os\nos.sched_setaffinity(0, {0})\nwhile True:\n    pass\n"
 
 
 def test_cpu_hog_mid_measurement_is_flagged(tmp_path, client):
-    model = modelkit.heavy_mlp(tmp_path / "h.onnx", width=256, depth=8)
+    # Runs of a few milliseconds span several scheduler slices, so a process
+    # sharing the core slows every run rather than stalling a few.
+    model = modelkit.heavy_mlp(tmp_path / "h.onnx", width=1024, depth=8)
     digest = hashlib.sha256(model.read_bytes()).hexdigest()
     client.ensure_models([(model, digest, "onnx")])
     dev = client.describe().devices[0]
@@ -28,12 +30,12 @@ def test_cpu_hog_mid_measurement_is_flagged(tmp_path, client):
                  target=pb.RuntimeTarget(runtime="onnxruntime", ep="cpu",
                                          options={"intra_op_threads": "1", "cpu_affinity": "0"}),
                  measure=wire.policy_to_pb(policy),
-                 probes=[wire.tensors_to_pb({"x": np.ones((1, 256), np.float32)})], timeout_s=120)
+                 probes=[wire.tensors_to_pb({"x": np.ones((1, 1024), np.float32)})], timeout_s=120)
     hog = {}
 
     def on_event(ev):
         # Start the hog on the runner's core halfway through measurement.
-        if ev.HasField("progress") and ev.progress.phase == "measure" and ev.progress.elapsed_s >= 1.5 and not hog:
+        if ev.HasField("progress") and ev.progress.phase == "measure" and ev.progress.elapsed_s >= 1.0 and not hog:
             hog["p"] = subprocess.Popen([sys.executable, "-c", HOG])
 
     try:
