@@ -102,6 +102,16 @@ def load_profile(path: str) -> list:
     return data.get("traceEvents", []) if isinstance(data, dict) else data
 
 
+def as_dict(p: Optional[Placement]) -> Optional[dict]:
+    """A Placement as the plain mapping runners write into result.json."""
+    if p is None:
+        return None
+    return {"nodes_total": p.nodes_total, "nodes_by_ep": dict(p.nodes_by_ep),
+            "cpu_fallback_nodes": p.cpu_fallback_nodes, "fallback_op_types": dict(p.fallback_op_types),
+            "time_share_by_ep": dict(p.time_share_by_ep), "fully_accelerated": p.fully_accelerated,
+            "source": p.source}
+
+
 def combine(
     requested_ep: str,
     log: Optional[LogPlacement],

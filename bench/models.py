@@ -49,10 +49,6 @@ def big_model(path: Path, size_bytes: int, seed: int = 0) -> Path:
 
 
 def sha256(path: Path) -> str:
-    import hashlib
+    from harness.models import sha256_file
 
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return sha256_file(path)

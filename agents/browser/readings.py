@@ -75,15 +75,7 @@ def placement(page: BrowserPage, ep: str, details: dict, step: Callable) -> dict
     noise = [e for e in page.console.errors_since(n0) if e not in strict_region]
     if noise:
         details["placement_console_errors"] = noise[:5]
-    p = pl.combine(ep, log, profile if profile.provider_by_node else None, fully)
-    if p is None:
-        return None
-    return {
-        "nodes_total": p.nodes_total, "nodes_by_ep": dict(p.nodes_by_ep),
-        "cpu_fallback_nodes": p.cpu_fallback_nodes, "fallback_op_types": dict(p.fallback_op_types),
-        "time_share_by_ep": dict(p.time_share_by_ep), "fully_accelerated": p.fully_accelerated,
-        "source": p.source,
-    }
+    return pl.as_dict(pl.combine(ep, log, profile if profile.provider_by_node else None, fully))
 
 
 def profile_events(lines: list[tuple[str, str]]) -> list:

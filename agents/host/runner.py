@@ -329,15 +329,7 @@ def _placement(ort, jd: Path, model_path: str, ep: str, options: dict, providers
             fully = True
         except Exception:
             fully = False
-    p = pl.combine(ep, log, profile, fully)
-    if p is None:
-        return None
-    return {
-        "nodes_total": p.nodes_total, "nodes_by_ep": dict(p.nodes_by_ep),
-        "cpu_fallback_nodes": p.cpu_fallback_nodes, "fallback_op_types": dict(p.fallback_op_types),
-        "time_share_by_ep": dict(p.time_share_by_ep), "fully_accelerated": p.fully_accelerated,
-        "source": p.source,
-    }
+    return pl.as_dict(pl.combine(ep, log, profile, fully))
 
 
 if __name__ == "__main__":

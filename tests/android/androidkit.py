@@ -30,3 +30,18 @@ def job(job_id: str, serial: str, model: Path, *, ep: str = "cpu", version: str 
     feeds = tuple({"x": rng.standard_normal((1, 16)).astype(np.float32)} for _ in range(probes))
     return JobSpec(job_id, serial, (ModelFile(digest, "onnx", Path(model)),),
                    RuntimeTarget("onnxruntime", version, ep, dict(options or {})), policy, feeds, timeout_s)
+
+
+def install_perf_test(dest_dir, *, debug_node_io: bool = False, needs=("libonnxruntime.so",),
+                      name="onnxruntime_perf_test"):
+    """Write the perf_test stand-in as an executable `name` in dest_dir, with
+    the build traits it pretends to have."""
+    import sys
+    from pathlib import Path
+
+    dest = Path(dest_dir) / name
+    body = (Path(__file__).resolve().parent / "perf_test_standin.py").read_text()
+    build = {"debug_node_io": debug_node_io, "needs": list(needs)}
+    dest.write_text(f"#!{sys.executable}\nBUILD = {build!r}\n{body}")
+    dest.chmod(0o755)
+    return dest

@@ -16,7 +16,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import adbd  # noqa: E402
-import perf_test_standin  # noqa: E402
+import androidkit  # noqa: E402
 import phone as phone_mod  # noqa: E402
 
 
@@ -103,7 +103,7 @@ def lab(tmp_path):
     """The lab's runner folder: the stand-in and the library it links."""
     folder = tmp_path / "lab" / "1.20" / "arm64-v8a"
     folder.mkdir(parents=True)
-    perf = perf_test_standin.install(folder)
+    perf = androidkit.install_perf_test(folder)
     lib = folder / "libonnxruntime.so"
     lib.write_bytes(b"\x7fELF stand-in for the runner's shared library\n")
     return {"perf_test": perf, "lib": lib, "folder": folder}

@@ -397,15 +397,3 @@ def main(argv) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
-
-
-def install(dest_dir, *, debug_node_io: bool = False, needs=("libonnxruntime.so",), name="onnxruntime_perf_test"):
-    """Write this stand-in as an executable `name` in dest_dir (for tests)."""
-    from pathlib import Path
-
-    dest = Path(dest_dir) / name
-    body = Path(__file__).read_text()
-    build = {"debug_node_io": debug_node_io, "needs": list(needs)}
-    dest.write_text(f"#!{sys.executable}\nBUILD = {build!r}\n{body}")
-    dest.chmod(0o755)
-    return dest

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import modelkit
-import perf_test_standin
+import androidkit
 import phone as phone_mod
 from agents.android import create
 from androidkit import QUICK, driver_config, job, runner_config
@@ -102,7 +102,7 @@ def test_complete_job_and_pushes_once_per_digest(phones, lab, adb_port, model):
 
 
 def test_outputs_from_a_node_io_build_match_the_reference(phones, lab, adb_port, model):
-    debug = perf_test_standin.install(lab["folder"], debug_node_io=True, name="onnxruntime_perf_test_nodeio")
+    debug = androidkit.install_perf_test(lab["folder"], debug_node_io=True, name="onnxruntime_perf_test_nodeio")
     p = phones.make()
     cfg = driver_config(lab, adb_port)
     cfg["runners"]["1.20"].update(outputs_perf_test=str(debug), outputs_libs=[str(lab["lib"])])

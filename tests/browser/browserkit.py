@@ -9,8 +9,8 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
+from modelkit import _save
 from onnx import TensorProto, helper
 
 # Ops ONNX Runtime Web's WebGPU EP has no kernel for, by version, as its own
@@ -62,12 +62,6 @@ def digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def _save(graph, path: Path, opset: int = 17) -> Path:
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
 
 
 def fallback_model(path: Path) -> Path:
