@@ -1,35 +1,52 @@
 # harness — the two commands in the README are `make demo` and `make test`.
+#
+# One virtual environment, installed in two steps: `make demo` puts in only
+# what the demo runs (the harness and the browser driver's Playwright, no
+# PyTorch and no coremltools: about 430 MB); `make test` adds the test
+# extra on top (the protocol generator, every driver's dependencies, and
+# PyTorch for the Core ML conversion tests and the examples). Each step has
+# its own stamp, so a demo after the tests reinstalls nothing.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 HARNESS := $(VENV)/bin/harness
-STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.demo-installed
+TEST_STAMP := $(VENV)/.test-installed
 
-.PHONY: demo test protos bench clean browser-deps
+.PHONY: demo test protos bench clean browser-setup browser-test-runtimes
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+$(DEMO_STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[browser]'
+	touch $@
+
+$(TEST_STAMP): $(DEMO_STAMP)
 	$(PY) -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $@
 
-# Browser measurements need a Chromium and onnxruntime-web; without them the
-# demo still runs (the browser driver reports why it is unavailable).
-browser-deps: $(STAMP)
-	-$(HARNESS) browser-runtime install --default 1.22.0
+# A Chromium (Playwright's download, else the OS package where this user may
+# install one), npm and the default onnxruntime-web. Where none can be had it
+# prints the one command to run, and the demo goes on with the host alone.
+browser-setup: $(DEMO_STAMP)
+	$(HARNESS) browser-runtime setup
 
-demo: $(STAMP) browser-deps
+# The browser tests also measure a second, older onnxruntime-web.
+browser-test-runtimes: browser-setup
+	-$(HARNESS) browser-runtime install 1.22.0
+
+demo: browser-setup
 	$(HARNESS) run --cohort local --candidates examples/digits/candidates.yaml --out out/demo --warn-only
 	@echo "report: out/demo/report.html (also report.md, report.json)"
 
-test: $(STAMP) browser-deps
+test: $(TEST_STAMP) browser-test-runtimes
 	$(PY) -m pytest -q
 
-protos: $(STAMP)
+protos: $(TEST_STAMP)
 	$(PY) -m grpc_tools.protoc -Iharness/_proto=protos/harness --python_out=. --grpc_python_out=. \
 		protos/harness/v1/agent.proto
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(PY) -m bench
 
 clean:

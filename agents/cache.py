@@ -15,8 +15,9 @@ import threading
 from pathlib import Path
 from typing import Optional
 
+from harness.kernel.formats import MODEL_FORMATS
+
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
-FORMATS = frozenset({"onnx", "mlpackage.zip", "mlmodel", "ort"})
 
 
 class UploadError(Exception):
@@ -67,8 +68,8 @@ class ModelCache:
     def begin(self, digest: str, size: int, fmt: str, offset: int) -> "Upload":
         if not valid_digest(digest):
             raise UploadError("INVALID_ARGUMENT", f"digest {digest[:80]!r}: expected 64 lowercase hex characters (sha256)")
-        if fmt not in FORMATS:
-            raise UploadError("INVALID_ARGUMENT", f"format {fmt[:40]!r}: expected one of {sorted(FORMATS)}")
+        if fmt not in MODEL_FORMATS:
+            raise UploadError("INVALID_ARGUMENT", f"format {fmt[:40]!r}: expected one of {sorted(MODEL_FORMATS)}")
         if size > self.max_model_bytes:
             raise UploadError("RESOURCE_EXHAUSTED",
                               f"declared size {size} bytes exceeds this agent's model limit of {self.max_model_bytes} bytes")

@@ -14,75 +14,52 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from agents import procs
-from agents.base import DriverResult, JobError, Memory, Placement, Validity
-
-
-def _save(path: Path, arrays: Sequence[Mapping[str, Any]]) -> None:
-    import numpy as np
-
-    np.savez(path, **{f"{i}/{k}": v for i, a in enumerate(arrays) for k, v in a.items()})
-
-
-def _load(path: Path) -> list[dict]:
-    import numpy as np
-
-    out: list[dict] = []
-    if not path.exists():
-        return out
-    with np.load(path) as data:
-        for key in sorted(data.files, key=lambda k: (int(k.split("/", 1)[0]), k)):
-            idx, name = key.split("/", 1)
-            while len(out) <= int(idx):
-                out.append({})
-            out[int(idx)][name] = data[key]
-    return out
+from agents.contract import DriverResult, JobError, Memory, Placement, Validity
+from harness.kernel import arrays, procs
 
 
 def write_probes(jd: Path, probes: Sequence[Mapping[str, Any]]) -> None:
-    _save(jd / "probes.npz", probes)
+    arrays.save(jd / "probes.npz", probes)
 
 
 def read_probes(jd: Path) -> list[dict]:
-    return _load(jd / "probes.npz")
+    return arrays.load(jd / "probes.npz")
 
 
 def finish(jd: Path, result: dict, outputs: Mapping[str, Any]) -> None:
     """Runner side: write the outputs ("i/name" keys) and the result."""
     result.pop("_stage", None)
     if outputs:
-        import numpy as np
-
-        np.savez(jd / "outputs.npz", **outputs)
+        arrays.save_flat(jd / "outputs.npz", outputs)
     tmp = jd / "result.json.tmp"
     tmp.write_text(json.dumps(result, default=str))
     os.replace(tmp, jd / "result.json")
 
 
-def runner_env() -> dict:
-    """The environment of a runner child: it must import this very package,
-    wherever it lives (an editable checkout, a wheel, a copied tree)."""
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
-
-
-def run_runner(module_args: Sequence[str], jd: Path, timeout_s: float, progress, cancel) -> tuple[procs.Finished, str]:
+def run_runner(module_args: Sequence[str], jd: Path, timeout_s: float, progress, cancel,
+               python: Optional[str] = None, env: Optional[dict] = None) -> tuple[procs.Finished, str]:
     """Run `python -m <module_args...>` as the job's runner, relaying its
     JSON progress lines; returns how it ended and the last phase it reported
-    (where a crash or timeout happened)."""
+    (where a crash or timeout happened). `python` and `env` default to this
+    interpreter and procs.child_env() (the host driver passes a runtime
+    environment's own)."""
     import sys
 
     phase = {"name": "load"}
 
     def on_line(line: str) -> None:
-        msg = json.loads(line)
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            return  # a native library writing to stdout is not the runner speaking
+        if not isinstance(msg, dict):
+            return
         phase["name"] = msg.get("phase", phase["name"])
         progress(phase["name"], int(msg.get("samples", 0)), float(msg.get("elapsed_s", 0.0)))
 
-    fin = procs.run_child([sys.executable, "-m", *module_args], timeout_s=timeout_s, cancel=cancel,
-                          on_line=on_line, stderr_path=str(jd / "stderr.log"), env=runner_env())
+    fin = procs.run_child([python or sys.executable, "-m", *module_args], timeout_s=timeout_s, cancel=cancel,
+                          on_line=on_line, stderr_path=str(jd / "stderr.log"),
+                          env=env if env is not None else procs.child_env())
     return fin, phase["name"]
 
 
@@ -123,6 +100,7 @@ def collect(
     return DriverResult(
         runtime_name=base["runtime_name"],
         runtime_version=rt.get("version") or base["runtime_version"],
+        runtime_build=base.get("runtime_build", ""),
         ep=base["ep"],
         options=base["options"],
         load_ms=raw.get("load_ms"),
@@ -135,7 +113,7 @@ def collect(
             min_time_met=bool(v.get("min_time_met")), stop_reason=v.get("stop_reason") or ("error" if e else ""),
             warnings=tuple(list(v.get("warnings") or ()) + warnings),
         ),
-        outputs=tuple(_load(jd / "outputs.npz")),
+        outputs=tuple(arrays.load(jd / "outputs.npz")),
         error=JobError(**e) if e else None,
         details=details,
     )

@@ -17,8 +17,8 @@ import time
 from collections import OrderedDict, deque
 from typing import Callable, Optional
 
-from harness import limits
 from harness._proto.v1 import agent_pb2 as pb
+from harness.kernel import limits
 
 # work(progress, cancel) -> pb.Result ; progress(phase, samples, elapsed_s)
 Work = Callable[[Callable[[str, int, float], None], threading.Event], pb.Result]
@@ -82,11 +82,6 @@ class JobTable:
         self._closed = False
 
     # -- queries ----------------------------------------------------------------
-    def busy_devices(self) -> set[str]:
-        """Devices running a job now."""
-        with self._lock:
-            return {rec.device_id for rec in self._running.values()}
-
     def busy_lanes(self) -> dict[str, str]:
         """lane -> the device running a job in it."""
         with self._lock:
@@ -96,10 +91,6 @@ class JobTable:
         with self._lock:
             self._prune()
             return self._live.get(job_id) or self._finished.get(job_id)
-
-    def active_count(self) -> int:
-        with self._lock:
-            return len(self._live)
 
     # -- commands ---------------------------------------------------------------
     def submit(self, job_id: str, device_id: str, work: Work, lane: str = "") -> tuple[JobRecord, bool]:
@@ -180,7 +171,7 @@ class JobTable:
                 result = rec.work(progress, rec.cancel)
             except Exception as exc:  # a driver bug is that job's error, not the agent's death
                 now = self.wall()
-                from harness.wire import error_result
+                from harness.kernel.wire import error_result
 
                 result = error_result(device_id, "runner", "agent_error", f"{type(exc).__name__}: {exc}", now)
             with self._lock:
@@ -214,7 +205,7 @@ class JobTable:
 
 
 def _cancelled_result(device_id: str, now: float) -> pb.Result:
-    from harness.wire import error_result
+    from harness.kernel.wire import error_result
 
     r = error_result(device_id, "queue", "cancelled", "cancelled while queued", now)
     r.validity.stop_reason = "cancelled"

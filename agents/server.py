@@ -22,13 +22,13 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-import harness
-from agents import base
+from agents import contract, registry
 from agents.cache import ModelCache, UploadError, valid_digest
 from agents.jobs import Draining, JobTable, QueueFull
-from harness import limits, wire
+import harness
 from harness._proto.v1 import agent_pb2 as pb
 from harness._proto.v1 import agent_pb2_grpc as pb_grpc
+from harness.kernel import limits, wire
 
 log = logging.getLogger("harness.agent")
 SERVICE_NAME = "harness.v1.Agent"
@@ -38,7 +38,7 @@ _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/+-]{0,199}$")
 @dataclass
 class AgentConfig:
     listen: str = "127.0.0.1:50051"
-    drivers: Sequence[str] = ("host",)
+    drivers: Sequence[str] = registry.SERVE_DEFAULT
     driver_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     cache_dir: Optional[str] = None
     token: Optional[str] = None
@@ -49,15 +49,15 @@ class AgentConfig:
 
 
 class AgentServicer(pb_grpc.AgentServicer):
-    def __init__(self, drivers: Mapping[str, base.Driver], cache: ModelCache, jobs: JobTable):
+    def __init__(self, drivers: Mapping[str, contract.Driver], cache: ModelCache, jobs: JobTable):
         self.drivers = dict(drivers)
         self.cache = cache
         self.jobs = jobs
-        self._inventory: dict[str, base.DeviceInfo] = {}
+        self._inventory: dict[str, contract.DeviceInfo] = {}
         self._inv_lock = threading.Lock()
 
     # -- inventory --------------------------------------------------------------
-    def _scan(self) -> tuple[list[pb.DriverStatus], dict[str, base.DeviceInfo]]:
+    def _scan(self) -> tuple[list[pb.DriverStatus], dict[str, contract.DeviceInfo]]:
         statuses, found = [], {}
         for name, drv in self.drivers.items():
             try:
@@ -72,7 +72,7 @@ class AgentServicer(pb_grpc.AgentServicer):
             self._inventory = found
         return statuses, found
 
-    def _device(self, device_id: str) -> Optional[base.DeviceInfo]:
+    def _device(self, device_id: str) -> Optional[contract.DeviceInfo]:
         with self._inv_lock:
             d = self._inventory.get(device_id)
         if d is None:
@@ -94,7 +94,7 @@ class AgentServicer(pb_grpc.AgentServicer):
             devices.append(pb.Device(
                 id=dev_id, driver=dev_id.split(":", 1)[0], platform=d.platform,
                 facts={str(k): str(v) for k, v in d.facts.items()},
-                runtimes=[pb.Runtime(name=r.name, version=r.version, eps=list(r.eps), formats=list(r.formats))
+                runtimes=[pb.Runtime(name=r.name, version=r.version, eps=list(r.eps), formats=list(r.formats), build=r.build)
                           for r in d.runtimes],
                 state=wire.DEVICE_STATE_TO_PB.get(state, pb.DEVICE_STATE_UNSPECIFIED),
                 state_reason=reason,
@@ -229,10 +229,10 @@ class AgentServicer(pb_grpc.AgentServicer):
                     return wire.error_result(job.device_id, "job", "model_missing",
                                              f"model {m.digest[:12]} is not in this agent's cache; upload it first",
                                              started)
-                models.append(base.ModelFile(m.digest, m.format, path))
-            spec = base.JobSpec(
+                models.append(contract.ModelFile(m.digest, m.format, path))
+            spec = contract.JobSpec(
                 job_id=job.job_id, device_local_id=local_id, models=tuple(models),
-                target=base.RuntimeTarget(job.target.runtime, job.target.version, job.target.ep,
+                target=contract.RuntimeTarget(job.target.runtime, job.target.version, job.target.ep,
                                           dict(job.target.options)),
                 measure=parts["measure"], probes=parts["probes"], timeout_s=job.timeout_s,
                 labels=dict(job.labels),
@@ -284,7 +284,7 @@ class RunningAgent:
     address: str
     servicer: AgentServicer
     health: health.HealthServicer
-    drivers: Mapping[str, base.Driver]
+    drivers: Mapping[str, contract.Driver]
 
     def drain(self, grace: float = limits.SHUTDOWN_GRACE_S) -> None:
         """Report NOT_SERVING, refuse new jobs (UNAVAILABLE, so controllers
@@ -322,7 +322,7 @@ def server_options() -> list:
 def start(config: AgentConfig) -> RunningAgent:
     drivers = {}
     for name in config.drivers:
-        drivers[name] = base.load_driver(name, config.driver_config.get(name, {}))
+        drivers[name] = registry.load_driver(name, config.driver_config.get(name, {}))
     cache_root = Path(config.cache_dir) if config.cache_dir else Path(tempfile.gettempdir()) / "harness-agent-cache"
     cache = ModelCache(cache_root, config.max_model_bytes)
     jobs = JobTable(max_queue=config.max_queue)

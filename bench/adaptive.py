@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import models
+from bench import model_files
 from bench.common import Row, median, spread
 
 FLICKER = (
@@ -35,7 +35,7 @@ TARGET = 0.02
 
 
 def _half_width(samples: list[float]) -> float:
-    from harness.measure.intervals import percentile_interval
+    from harness.kernel.measure.intervals import percentile_interval
 
     ci = percentile_interval(samples, 0.9)
     p90 = float(np.percentile(samples, 90))
@@ -44,17 +44,17 @@ def _half_width(samples: list[float]) -> float:
 
 def run(tmp: Path, quick: bool = False) -> list[Row]:
     from agents.server import AgentConfig, start
-    from harness import wire
+    from harness.kernel import wire
     from harness._proto.v1 import agent_pb2 as pb
     from harness.controller.client import AgentClient
-    from harness.measure.policy import MeasurePolicy
+    from harness.kernel.measure.policy import MeasurePolicy
 
     reps = 1 if quick else 3
     # About a millisecond a run on one core: long enough that the noise
     # bursts below land inside runs rather than between them.
-    model = models.matmul_chain(tmp / "chain.onnx", batch=32, width=384, depth=4)
+    model = model_files.matmul_chain(tmp / "chain.onnx", batch=32, width=384, depth=4)
     x = np.random.default_rng(2).standard_normal((32, 384)).astype(np.float32)
-    digest = models.sha256(model)
+    digest = model_files.sha256(model)
     policies = {
         "adaptive": MeasurePolicy(warmup_runs=20, warmup_s=0, min_runs=50, min_s=0, max_s=60, target_ci=TARGET),
         "fixed": MeasurePolicy(warmup_runs=20, warmup_s=0, min_runs=FIXED_RUNS, min_s=0, max_s=120, target_ci=0,

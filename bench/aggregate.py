@@ -24,7 +24,7 @@ REPS = 3
 
 
 def _cohort():
-    from harness.config.models import Cohort, DeviceProfile
+    from harness.config.schema import Cohort, DeviceProfile
 
     rng = np.random.default_rng(0)
     platforms = ["android", "ios", "browser", "linux"]
@@ -47,8 +47,8 @@ def _cohort():
 
 def fill(store, run_id: str) -> float:
     """Create the run and put 1,000 results; returns the seconds it took."""
-    from harness.config.models import Target
-    from harness.measure.record import build_record
+    from harness.config.schema import Target
+    from harness.record.build import build_record
 
     cohort, profiles = _cohort()
     cands = {f"cand{c}": {"technique": ("baseline", "quantisation", "distillation", "pruning")[c],
@@ -97,9 +97,9 @@ def fill(store, run_id: str) -> float:
 
 def run(tmp: Path, quick: bool = False) -> list[Row]:
     from harness.report.document import build_report, write_reports
-    from harness.store.sqlite import SqliteStore
+    from harness.store import open_store
 
-    store = SqliteStore(tmp / "aggregate.sqlite")
+    store = open_store(str(tmp / "aggregate.sqlite"))
     try:
         fill_s = fill(store, "bench-aggregate")
         n = len(store.done_keys("bench-aggregate"))

@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench import models
+from bench import model_files
 from bench.common import ROOT, Row, median, of
 
 MB = 1000 * 1000
@@ -88,14 +88,14 @@ def start_agent(tmp: Path, name: str = "agent") -> tuple[subprocess.Popen, str]:
 
 
 def run(tmp: Path, quick: bool = False) -> list[Row]:
-    from harness import limits
+    from harness.kernel import limits
     from harness.controller.client import AgentClient
 
     size = 50 * MB if quick else SIZE
-    model = models.big_model(tmp / "big.onnx", size)
-    small = models.big_model(tmp / "small.onnx", SMALL, seed=1)
+    model = model_files.big_model(tmp / "big.onnx", size)
+    small = model_files.big_model(tmp / "small.onnx", SMALL, seed=1)
     nbytes = model.stat().st_size
-    digest, small_digest = models.sha256(model), models.sha256(small)
+    digest, small_digest = model_files.sha256(model), model_files.sha256(small)
     proc, address = start_agent(tmp)
     client = AgentClient("bench", address)
     cache = tmp / "agent-cache" / "models"

@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench import models
+from bench import model_files
 from bench.common import Row
 
 AGENTS = 4
@@ -56,7 +56,7 @@ def run(tmp: Path, quick: bool = False) -> list[Row]:
     from agents.server import AgentConfig, start
     from harness import api
 
-    model = models.matmul_chain(tmp / "tiny.onnx", batch=1, width=8, depth=1)
+    model = model_files.matmul_chain(tmp / "tiny.onnx", batch=1, width=8, depth=1)
     cands = tmp / "candidates.yaml"
     cands.write_text("candidates:\n" + "".join(f"  c{i}: {{onnx: {model.name}}}\n" for i in range(CANDIDATES)))
     cohort = _cohort(tmp / "fanout.yaml")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import models
+from bench import model_files
 from bench.common import ROOT, Row, median, spread
 
 THREADS = 1
@@ -31,17 +31,17 @@ def _bare(model: Path, feed: Path) -> list[float]:
 
 def run(tmp: Path, quick: bool = False) -> list[Row]:
     from agents.server import AgentConfig, start
-    from harness import wire
+    from harness.kernel import wire
     from harness._proto.v1 import agent_pb2 as pb
     from harness.controller.client import AgentClient
-    from harness.measure.policy import MeasurePolicy
+    from harness.kernel.measure.policy import MeasurePolicy
 
     pairs = 2 if quick else PAIRS
-    model = models.matmul_chain(tmp / "chain.onnx")
+    model = model_files.matmul_chain(tmp / "chain.onnx")
     x = np.random.default_rng(1).standard_normal((64, 512)).astype(np.float32)
     feed = tmp / "feed.npz"
     np.savez(feed, x=x)
-    digest = models.sha256(model)
+    digest = model_files.sha256(model)
     agent = start(AgentConfig(listen="127.0.0.1:0", drivers=("host",), cache_dir=str(tmp / "cache"),
                               driver_config={"host": {"work_dir": str(tmp / "work")}}))
     client = AgentClient("bench", agent.address)

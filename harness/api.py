@@ -1,209 +1,57 @@
-"""The verbs behind the CLI: run a cohort, list devices and runs, report.
+"""Every verb of harness: what each CLI command calls, one verb per command.
 
-Everything a command needs is validated before anything is written: bad
-input ends in one ConfigError line, with no run in the store and no report
-folder created.
+The verbs translate between the command line's values and the controller,
+and they are where the controller and the agent side meet (a run without a
+lab file gets its local agent from harness.agent_start). Each verb imports
+what it needs when called, so importing this module stays cheap.
+
+Bad input ends in one ConfigError line, with no run in the store and no
+report folder created.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import logging
-import secrets
-import threading
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-import harness
-from harness.config.loading import ConfigError
-from harness.config.resolve import (
-    ResolvedCandidates, ResolvedCohort, candidates_from_models, load_candidates, load_cohort, load_lab,
-)
+from harness.controller.run import RunOutcome, RunRequest
 
-log = logging.getLogger("harness")
+__all__ = [
+    "RunRequest", "RunOutcome",
+    "run_cohort", "resume", "list_devices", "list_runs", "report", "load_report", "decide", "compare",
+    "plan", "quantize", "convert_coreml", "install_browser_runtimes", "browser_runtimes", "setup_browser",
+    "serve_agent", "migrate_store", "copy_store", "history", "serve_dashboard",
+]
+
 Progress = Callable[[dict], None]
 
 
-@dataclass
-class RunRequest:
-    cohort: str
-    candidates_file: Optional[Path] = None
-    models: Sequence[str] = ()
-    shapes: Sequence[str] = ()
-    dims: Sequence[str] = ()
-    lab: Optional[Path] = None
-    store: Optional[str] = None
-    out: Optional[Path] = None
-    probes: int = 8
-    drivers: Optional[Sequence[str]] = None  # embedded agent's drivers
-    resume: Optional[str] = None
-    sustained_s: Optional[float] = None  # run each job for exactly this long (windows, throttling)
-    repeat: int = 1  # independent sessions per job
-    cooldown_s: float = 0.0  # pause between a job's sessions
+def _local(drivers: Optional[Sequence[str]]):
+    from harness.agent_start import local_agent
 
-
-@dataclass
-class RunOutcome:
-    run_id: str
-    report: dict
-    out_files: list[Path] = field(default_factory=list)
-    interrupted: bool = False
-
-
-def new_run_id(now: Optional[float] = None) -> str:
-    t = _dt.datetime.fromtimestamp(now or time.time(), tz=_dt.timezone.utc)
-    return t.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
-
-
-@dataclass
-class Prepared:
-    cohort: ResolvedCohort
-    cands: ResolvedCandidates
-    artefacts: dict  # candidate -> fmt -> Artefact
-    infos: dict  # candidate -> fmt -> ModelInfo
-    probes: dict  # candidate -> list[dict[str, ndarray]]
-    labels: dict  # candidate -> list[ndarray] | None
-    config: dict
-    lab: Any = None
-
-
-def prepare(req: RunRequest) -> Prepared:
-    """Load and validate everything; raises ConfigError with one line."""
-    from harness import artefacts, probes as probes_mod
-
-    cohort = load_cohort(req.cohort)
-    if req.candidates_file and req.models:
-        raise ConfigError("give either --candidates FILE or --model NAME=PATH, not both")
-    if req.candidates_file:
-        cands = load_candidates(Path(req.candidates_file))
-    else:
-        cands = candidates_from_models(req.models, reference=cohort.cohort.quality.reference)
-    if req.repeat < 1:
-        raise ConfigError(f"--repeat {req.repeat}: expected 1 or more sessions")
-    if req.sustained_s is not None and req.sustained_s <= 0:
-        raise ConfigError("--sustained: expected a positive duration such as 90s, 10m or 1h")
-    if not 1 <= req.probes <= harness.limits.MAX_PROBES:
-        raise ConfigError(f"--probes {req.probes}: expected 1..{harness.limits.MAX_PROBES}")
-    shapes = dict(probes_mod.parse_shape_option(s) for s in req.shapes)
-    dims = dict(probes_mod.parse_dim_option(d) for d in req.dims)
-    arts, infos, probes, labels = {}, {}, {}, {}
-    for c in cands.candidates:
-        a, i = artefacts.prepare(c)
-        arts[c.name], infos[c.name] = a, i
-        # Probes follow the ONNX model's inputs, or a Core ML model's when that
-        # is all the candidate has (image inputs are fed as tensors then, so
-        # they are left to a sibling's probes via `from:`).
-        spec = i.get("onnx") or i.get("mlpackage.zip") or i.get("mlmodel")
-        if spec is None or not spec.inputs or any(t.dtype == "image" for t in spec.inputs):
-            probes[c.name], labels[c.name] = [], None
-            continue
-        inputs = probes_mod.resolve_shapes(spec, shapes, dims)
-        if cands.eval:
-            probes[c.name], labels[c.name] = probes_mod.load_eval(cands.eval, inputs, harness.limits.MAX_PROBES)
-        else:
-            probes[c.name], labels[c.name] = probes_mod.generate(inputs, req.probes), None
-    for name, ps in probes.items():
-        fit = probes_mod.fitting(ps, harness.limits.MAX_PROBE_BYTES)
-        if fit < len(ps):
-            log.warning("candidate %s: %d probe inputs of %.1f MiB each; sending %d (%d MiB per job)", name, len(ps),
-                        probes_mod.nbytes(ps[0]) / harness.limits.MiB, fit,
-                        harness.limits.MAX_PROBE_BYTES // harness.limits.MiB)
-            probes[name] = ps[:fit]
-            if labels.get(name):
-                labels[name] = labels[name][:fit]
-    # A Core ML-only candidate borrows the probes of the candidate it derives from.
-    for c in cands.candidates:
-        if not probes[c.name] and c.spec.from_ and probes.get(c.spec.from_):
-            probes[c.name], labels[c.name] = probes[c.spec.from_], labels[c.spec.from_]
-    lab = load_lab(req.lab) if req.lab else None
-    config = {
-        "cohort_path": str(cohort.path), "cohort": cohort.cohort.model_dump(mode="json"),
-        "profiles": [p.model_dump(mode="json") for p in cohort.profiles],
-        "candidates_file": str(req.candidates_file) if req.candidates_file else None,
-        "models": list(req.models), "shapes": list(req.shapes), "dims": list(req.dims),
-        "lab": str(req.lab) if req.lab else None, "probes": req.probes,
-        "reference": cands.reference,
-        "candidates": {c.name: {"technique": c.spec.technique, "from": c.spec.from_,
-                                "onnx": str(c.onnx) if c.onnx else None,
-                                "coreml": str(c.coreml) if c.coreml else None}
-                       for c in cands.candidates},
-        "lab_agents": [a.model_dump(mode="json") for a in lab.agents] if lab else None,
-        "sustained_s": req.sustained_s, "repeat": req.repeat, "cooldown_s": req.cooldown_s,
-    }
-    return Prepared(cohort, cands, arts, infos, probes, labels, config, lab)
+    return local_agent(drivers)
 
 
 def run_cohort(req: RunRequest, progress: Progress = lambda e: None) -> RunOutcome:
-    from harness.controller import run as run_mod
+    """Benchmark a cohort's candidates (or finish a stored run: `req.resume`)."""
+    from harness.controller import run
 
-    if req.resume:
-        return resume(req, progress)
-    prep = prepare(req)
-    return run_mod.run_prepared(req, prep, progress)
+    return run.run(req, progress, start_local=_local(req.drivers))
 
 
 def resume(req: RunRequest, progress: Progress = lambda e: None) -> RunOutcome:
-    """Finish a stored run: only its jobs without a result run, on the
-    configuration and probes it was started with."""
-    from harness.controller import run as run_mod
+    """Finish a stored run: only its jobs without a result run."""
+    from harness.controller import run
 
-    store = open_store(req.store, create=False)
-    try:
-        run_id = resolve_run(store, req.resume)
-        prep = prepare_from_store(store, run_id)
-    finally:
-        store.close()
-    if req.lab is None and prep.config.get("lab"):
-        req.lab = Path(prep.config["lab"])
-    if req.lab is not None:
-        prep.lab = load_lab(req.lab)
-    return run_mod.resume_prepared(req, prep, run_id, progress)
-
-
-def prepare_from_store(store, run_id: str) -> Prepared:
-    from harness import artefacts
-    from harness.config.models import Cohort, DeviceProfile
-    from harness.config.resolve import ResolvedCandidate, ResolvedCandidates
-    from harness.config.models import Candidate
-    from harness.store.sqlite import unpack_arrays
-
-    run = store.get_run(run_id)
-    cfg = run["config"]
-    cohort = ResolvedCohort(Cohort.model_validate(cfg["cohort"]),
-                            tuple(DeviceProfile.model_validate(p) for p in cfg["profiles"]), Path(cfg["cohort_path"]))
-    cands = []
-    for name, c in cfg["candidates"].items():
-        spec = Candidate.model_validate({k: v for k, v in (("onnx", c.get("onnx")), ("coreml", c.get("coreml")),
-                                                            ("technique", c.get("technique")), ("from", c.get("from")))
-                                         if v is not None})
-        for key in ("onnx", "coreml"):
-            if c.get(key) and not Path(c[key]).exists():
-                raise ConfigError(f"run {run_id}: candidate {name}: {key} artefact {c[key]} no longer exists")
-        cands.append(ResolvedCandidate(name, spec, Path(c["onnx"]) if c.get("onnx") else None,
-                                       Path(c["coreml"]) if c.get("coreml") else None))
-    rc = ResolvedCandidates(cfg.get("reference"), None, tuple(cands), None)
-    arts, infos, probes, labels = {}, {}, {}, {}
-    for c in cands:
-        arts[c.name], infos[c.name] = artefacts.prepare(c)
-        probes[c.name] = unpack_arrays(store.get_blob(run_id, f"probes/{c.name}"))
-        lab = store.get_blob(run_id, f"labels/{c.name}")
-        labels[c.name] = [d["labels"] for d in unpack_arrays(lab)] if lab else None
-    return Prepared(cohort, rc, arts, infos, probes, labels, cfg, None)
-
-
-def open_store(url: Optional[str], create: bool = True):
-    from harness.store import open_store as _open
-
-    return _open(url, create=create)
+    return run.resume(req, progress, start_local=_local(req.drivers))
 
 
 def list_devices(lab: Optional[Path], drivers: Optional[Sequence[str]] = None) -> dict:
-    from harness.controller.agents import EMBEDDED_DRIVERS, connect
+    """Every agent, its drivers and every device it reaches, with state and runtimes."""
+    from harness.config.resolve import load_lab
+    from harness.controller.connect import connect
 
-    lab_obj = load_lab(lab) if lab else None
-    conn = connect(lab_obj, lab, embedded_drivers=drivers or EMBEDDED_DRIVERS)
+    conn = connect(load_lab(lab) if lab else None, lab, start_local=_local(drivers))
     try:
         return {"agents": {name: {"address": c.address, "drivers": [
             {"name": d, "available": ok, "reason": why} for d, ok, why in conn.drivers.get(name, [])]}
@@ -216,15 +64,22 @@ def list_devices(lab: Optional[Path], drivers: Optional[Sequence[str]] = None) -
         conn.close()
 
 
-def resolve_run(store, ref: str) -> str:
-    run_id = store.resolve_run(ref)
-    if run_id is None:
-        raise ConfigError(f"unknown run {ref!r} in {store.path} (see `harness runs`)")
-    return run_id
+def list_runs(store_url: Optional[str], limit: int = 20) -> list[dict]:
+    """Stored runs, newest first."""
+    from harness.store import open_store
+
+    store = open_store(store_url, create=False)
+    try:
+        return store.list_runs(limit)
+    finally:
+        store.close()
 
 
 def report(store_url: Optional[str], ref: str) -> dict:
+    """A stored run's report document (run id, unique prefix or 'latest')."""
+    from harness.controller.run import resolve_run
     from harness.report.document import build_report
+    from harness.store import open_store
 
     store = open_store(store_url, create=False)
     try:
@@ -236,6 +91,8 @@ def report(store_url: Optional[str], ref: str) -> dict:
 def load_report(store_url: Optional[str], ref: str) -> dict:
     """A stored run by id / prefix / 'latest', or a saved report.json file."""
     import json
+
+    from harness.kernel.configfile import ConfigError
 
     p = Path(ref)
     if p.suffix == ".json" or p.is_file():
@@ -249,9 +106,11 @@ def load_report(store_url: Optional[str], ref: str) -> dict:
     return report(store_url, ref)
 
 
-def decide(store_url: Optional[str], ref: str) -> Optional[dict]:
-    """The quantisation-vs-distillation decision of a run, with its evidence."""
-    return load_report(store_url, ref).get("decision")
+def decide(store_url: Optional[str], ref: str) -> dict:
+    """The quantisation-vs-distillation decision of a run, with its evidence:
+    {run, decision (None without an analysis), analysis_errors}."""
+    doc = load_report(store_url, ref)
+    return {"run": doc["run"], "decision": doc.get("decision"), "analysis_errors": doc.get("analysis_errors") or []}
 
 
 def compare(store_url: Optional[str], old: str, new: str, threshold: float = 0.05,
@@ -262,3 +121,135 @@ def compare(store_url: Optional[str], old: str, new: str, threshold: float = 0.0
 
     return compare_docs(load_report(store_url, old), load_report(store_url, new), threshold=threshold,
                         memory_threshold=memory_threshold, force=force)
+
+
+def plan(cohort: str, candidates_file: Optional[Path], models: Sequence[str], lab: Optional[Path],
+         drivers: Optional[Sequence[str]], from_run: Optional[str], store: Optional[str]) -> dict:
+    """How long a cohort's run takes on the lab, per device and in total."""
+    from harness.controller.forecast import forecast
+
+    return forecast(cohort, candidates_file, models, lab, from_run, store, start_local=_local(drivers))
+
+
+def quantize(model: Path, **options: Any):
+    """INT8 / FP16 variants of an ONNX model (harness.quantize.quantize)."""
+    from harness.quantize import quantize as run
+
+    return run(model, **options)
+
+
+def convert_coreml(model: Path, out: Path, precision: Optional[str], target: Optional[str], inputs: Sequence[str],
+                   outputs: Sequence[str], io_dtype: str, candidates: Optional[Path], name: Optional[str],
+                   force: bool):
+    """A PyTorch model to Core ML, optionally added to a candidates file."""
+    from harness.coreml_convert import convert_coreml as run
+
+    return run(model, out, precision, target, inputs, outputs, io_dtype, candidates, name, force)
+
+
+def install_browser_runtimes(versions: Sequence[str], default: bool = False) -> list[tuple[str, Any, Optional[str]]]:
+    """Fetch onnxruntime-web versions into the cache: (spec, install or None, error or None) each."""
+    from agents.browser import runtimes
+
+    wanted = list(versions or [])
+    if default:
+        wanted.insert(0, runtimes.DEFAULT_VERSION)
+    root = runtimes.cache_root()
+    out = []
+    for spec in wanted:
+        try:
+            out.append((spec, runtimes.install(spec, root), None))
+        except runtimes.InstallError as exc:
+            out.append((spec, None, str(exc)))
+    return out
+
+
+def browser_runtimes() -> dict:
+    """The cached onnxruntime-web versions and the EPs each one ships."""
+    from agents.browser import runtimes
+
+    root = runtimes.cache_root()
+    rows = [{"version": i.version, "eps": list(runtimes.eps_of(i)), "path": str(i.path),
+             "size_mb": round(runtimes.size_bytes(i) / 1e6, 1), "default": i.version == runtimes.DEFAULT_VERSION}
+            for i in runtimes.cached(root)]
+    return {"cache": str(root), "package": runtimes.PACKAGE, "versions": rows}
+
+
+def setup_browser(say: Callable[[str], None] = print) -> dict:
+    """Make this machine ready for the browser driver: a Chromium and npm
+    (Playwright's download, else the OS package where this user may install
+    one, else the command to run), then the default onnxruntime-web.
+    {chromium, npm, ort_web: [(spec, install or None, error or None)]}."""
+    from agents.browser import provision
+
+    rep = provision.setup(say=say)
+    ort = install_browser_runtimes([], default=True) if rep.npm else []
+    return {"chromium": rep.chromium, "npm": rep.npm, "ort_web": ort}
+
+
+def serve_agent(**options: Any) -> None:
+    """`harness agent serve`: serve this machine's devices until stopped."""
+    from harness.agent_start import serve
+
+    serve(**options)
+
+
+def migrate_store(store_url: Optional[str]) -> dict:
+    """`harness store migrate`: bring a store to this harness's schema (an
+    empty or missing one is created). {store, from, to}."""
+    from harness.store import migrate
+    from harness.store.engine import locate
+
+    loc = locate(store_url)
+    before, after = migrate.upgrade(loc)
+    return {"store": loc.display, "from": before, "to": after}
+
+
+def copy_store(source_url: Optional[str], target_url: str, runs: Optional[Sequence[str]] = None) -> dict:
+    """`harness store copy`: runs, whole, from one store into another.
+    {from, to, copied, already_there, missing}."""
+    from harness.store import open_store
+    from harness.store.transfer import copy_runs
+
+    src = open_store(source_url, create=False, readonly=True)
+    try:
+        dst = open_store(target_url)
+        try:
+            got = copy_runs(src, dst, runs)
+            return {"from": src.location.display, "to": dst.location.display, **got}
+        finally:
+            dst.close()
+    finally:
+        src.close()
+
+
+def history(store_url: Optional[str], candidate: str, device: Optional[str] = None, target: Optional[str] = None,
+            last: Optional[int] = None, metric: str = "p90") -> dict:
+    """`harness history`: a candidate's series across runs with change points
+    and the newest run's verdict (`regressions` is what --check fails on)."""
+    from harness.analysis.history import METRICS, from_store
+    from harness.kernel import limits
+    from harness.kernel.configfile import ConfigError
+    from harness.store import open_store
+
+    if metric not in METRICS:
+        raise ConfigError(f"--metric {metric!r}: expected {' or '.join(METRICS)}")
+    if last is not None and not 1 <= last <= limits.HISTORY_MAX_RUNS:
+        raise ConfigError(f"--last {last}: expected 1..{limits.HISTORY_MAX_RUNS}")
+    store = open_store(store_url, create=False, readonly=True)
+    try:
+        return from_store(store, candidate, profile=device, target=target, last=last, metric=metric)
+    finally:
+        store.close()
+
+
+def serve_dashboard(store_url: Optional[str], listen: str = "127.0.0.1:8080", token_file: Optional[Path] = None,
+                    port_file: Optional[Path] = None) -> None:
+    """`harness serve`: the read-only lab dashboard, until stopped."""
+    from harness.dashboard.serve import ServeError, serve
+    from harness.kernel.configfile import ConfigError
+
+    try:
+        serve(store_url, listen=listen, token_file=token_file, port_file=port_file)
+    except ServeError as exc:
+        raise ConfigError(str(exc)) from None

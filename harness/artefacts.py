@@ -8,12 +8,11 @@ import hashlib
 import os
 import zipfile
 from pathlib import Path
-from typing import Optional
 
-from harness.config.loading import ConfigError
 from harness.config.resolve import ResolvedCandidate
-from harness.controller.plan import Artefact
-from harness.models import ModelInfo, inspect_onnx, sha256_file
+from harness.controller.planner import Artefact
+from harness.kernel.configfile import ConfigError
+from harness.kernel.modelfile import ModelInfo, inspect_onnx, sha256_file
 
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -49,7 +48,7 @@ def coreml_info(path: Path) -> ModelInfo:
     """The Core ML artefact as it travels (a deterministic zip for a package,
     the file itself for an .mlmodel), described from its spec: inputs,
     outputs, parameters, weight precision and op inventory."""
-    from harness.coreml_spec import model_info
+    from harness.kernel.coreml_spec import model_info
 
     if path.is_dir():
         if path.suffix != ".mlpackage":
@@ -75,7 +74,3 @@ def prepare(c: ResolvedCandidate) -> tuple[dict[str, Artefact], dict[str, ModelI
     for fmt, info in infos.items():
         arts[fmt] = Artefact(c.name, fmt, info.sha256, str(info.path), info.size_bytes)
     return arts, infos
-
-
-def primary_info(infos: dict[str, ModelInfo]) -> Optional[ModelInfo]:
-    return infos.get("onnx") or next(iter(infos.values()), None)

@@ -10,20 +10,17 @@ from typing import List, Optional
 
 import typer
 
+from harness.cli_render import fail, guarded
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Device-lab benchmark harness for edge ML.")
 agent_app = typer.Typer(no_args_is_help=True, help="Run a device-lab agent.")
 app.add_typer(agent_app, name="agent")
 
 
-def fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
 def parse_duration(text: str) -> float:
     """'90s', '10m', '1h', '1.5m' or plain seconds -> seconds."""
-    from harness.config.loading import ConfigError
+    from harness.kernel.configfile import ConfigError
 
     t = text.strip().lower()
     scale = {"s": 1, "m": 60, "h": 3600}.get(t[-1:], None)
@@ -35,27 +32,6 @@ def parse_duration(text: str) -> float:
     if value <= 0:
         raise ConfigError(f"--sustained {text!r}: expected a positive duration")
     return value
-
-
-def _known_errors() -> tuple:
-    from harness.config.loading import ConfigError
-    from harness.controller.client import AgentError
-    from harness.store import StoreError
-
-    return ConfigError, AgentError, StoreError
-
-
-def guarded(fn):
-    """Run fn(); known failures become one line on stderr and exit code 2."""
-    try:
-        return fn()
-    except typer.Exit:
-        raise
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        raise typer.Exit(130)
-    except _known_errors() as exc:
-        fail(str(exc))
 
 
 @app.command()
@@ -99,9 +75,7 @@ def run(
     print_summary(outcome)
     if outcome.interrupted:
         raise typer.Exit(130)
-    from harness.analysis import budget_failures
-
-    failures = budget_failures(outcome.report)
+    failures = outcome.budget_failures()
     for line in failures:
         typer.echo(f"budget failed: {line}", err=True)
     if failures and not warn_only:
@@ -110,7 +84,7 @@ def run(
 
 @app.command()
 def devices(
-    lab: Optional[Path] = typer.Option(None, "--lab", help="Lab file; default: the embedded local agent."),
+    lab: Optional[Path] = typer.Option(None, "--lab", help="Lab file; default: a local agent in this process."),
     drivers: Optional[str] = typer.Option(None, "--drivers", help="Embedded agent drivers (default host,browser)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
@@ -131,14 +105,7 @@ def runs(store: Optional[str] = typer.Option(None, "--store"), limit: int = type
     from harness import api
     from harness.cli_render import print_runs
 
-    def go():
-        s = api.open_store(store, create=False)
-        try:
-            return s.list_runs(limit)
-        finally:
-            s.close()
-
-    print_runs(guarded(go))
+    print_runs(guarded(lambda: api.list_runs(store, limit)))
 
 
 @app.command()
@@ -163,10 +130,8 @@ def report(
 
         text = render(doc)
     else:
-        try:
-            from harness.report.html import render as render_html
-        except ImportError:
-            fail("the HTML report is not available in this installation")
+        from harness.report.html import render as render_html
+
         text = render_html(doc)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -186,9 +151,9 @@ def agent_serve(
     port_file: Optional[Path] = typer.Option(None, "--port-file", help="Write the bound port here once listening."),
 ):
     """Serve this machine's devices to controllers over gRPC until stopped."""
-    from harness.agent_cli import serve
+    from harness import api
 
-    guarded(lambda: serve(listen=listen, drivers=drivers, token_file=token_file, config=config,
+    guarded(lambda: api.serve_agent(listen=listen, drivers=drivers, token_file=token_file, config=config,
                           cache_dir=cache_dir, port_file=port_file))
 
 

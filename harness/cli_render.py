@@ -1,4 +1,5 @@
-"""Rendering for the CLI: progress lines on stderr, tables on stdout."""
+"""Rendering for the CLI: progress lines and one-line errors on stderr,
+tables on stdout."""
 
 from __future__ import annotations
 
@@ -7,7 +8,36 @@ import sys
 import threading
 import time
 
-from harness.report.markdown import HEADER, fmt_mb, fmt_ms, status, summary_rows
+import typer
+
+from harness.report.analysis_md import decision_line
+from harness.report.cells import HEADER, fmt_mb, fmt_ms, status, summary_rows
+
+
+def fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _known_errors() -> tuple:
+    from harness.kernel.configfile import ConfigError
+    from harness.controller.client import AgentError
+    from harness.store import StoreError
+
+    return ConfigError, AgentError, StoreError
+
+
+def guarded(fn):
+    """Run fn(); known failures become one line on stderr and exit code 2."""
+    try:
+        return fn()
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130)
+    except _known_errors() as exc:
+        fail(str(exc))
 
 
 def _table(header, rows) -> str:
@@ -81,13 +111,9 @@ def print_summary(outcome) -> None:
     doc = outcome.report
     print(f"run id: {outcome.run_id}")
     print(_table(HEADER, summary_rows(doc["results"])))
-    try:
-        from harness.report.analysis_md import decision_line
-        line = decision_line(doc)
-        if line:
-            print(line)
-    except ImportError:
-        pass
+    line = decision_line(doc)
+    if line:
+        print(line)
     for p in outcome.out_files:
         print(f"wrote {p}")
 
@@ -113,5 +139,8 @@ def print_runs(runs: list[dict]) -> None:
     rows = []
     for r in runs:
         started = _dt.datetime.fromtimestamp(r["started"]).strftime("%Y-%m-%d %H:%M:%S")
-        rows.append([r["id"], r["cohort"], started, r["status"], f"{r['results']}/{r['jobs']}"])
-    print(_table(["run", "cohort", "started", "status", "results"], rows) if rows else "no runs")
+        who = f"{r.get('user_name') or '?'}@{r.get('host_name') or '?'}"
+        if r.get("ci_job_url"):
+            who += f" ({r['ci_job_url']})"
+        rows.append([r["id"], r["cohort"], started, r["status"], f"{r['results']}/{r['jobs']}", who])
+    print(_table(["run", "cohort", "started", "status", "results", "who"], rows) if rows else "no runs")

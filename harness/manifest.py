@@ -25,8 +25,8 @@ from typing import Any, Mapping, Optional
 
 import yaml
 
-from harness.config.loading import ConfigError, validate
-from harness.config.models import CandidateSet
+from harness.config.schema import CandidateSet
+from harness.kernel.configfile import ConfigError, validate
 
 _TOP_KEY = re.compile(r"^([A-Za-z_][\w-]*)\s*:(.*)$")
 _ENTRY = re.compile(r"^(\s+)(\"[^\"]*\"|'[^']*'|[^\s#:][^:#]*?)\s*:(\s|$)")
@@ -228,7 +228,7 @@ def _dump(data: dict) -> str:
 
 
 def read(path: Path) -> Optional[dict]:
-    from harness.config.loading import read_yaml
+    from harness.kernel.configfile import read_yaml
 
     if not path.exists():
         return None

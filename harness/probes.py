@@ -15,8 +15,8 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from harness.config.loading import ConfigError
-from harness.models import ModelInfo, TensorSpec
+from harness.kernel.configfile import ConfigError
+from harness.kernel.modelfile import ModelInfo, TensorSpec
 
 DEFAULT_PROBES = 8
 SEED = 20240428

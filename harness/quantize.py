@@ -46,7 +46,7 @@ from typing import Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
-from harness.config.loading import ConfigError
+from harness.kernel.configfile import ConfigError
 
 VARIANTS = ("dynamic", "static", "fp16")
 # Candidate-name suffix and file-name infix per variant.
@@ -127,8 +127,9 @@ def quantize(
 
     Everything that can be checked is checked before the first file is
     written; raises ConfigError / QuantizeError with one line otherwise."""
-    from harness import limits, manifest
-    from harness.models import inspect_onnx
+    from harness.kernel import limits
+    from harness import manifest
+    from harness.kernel.modelfile import inspect_onnx
 
     model = Path(model).expanduser()
     info = inspect_onnx(model)

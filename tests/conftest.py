@@ -7,6 +7,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from labkit import AgentProcess, harness_cli  # noqa: E402
+from pgkit import pg_url, postgres_server, store_url  # noqa: E402,F401 - PostgreSQL fixtures for the store tests
 
 
 @pytest.fixture

@@ -9,10 +9,11 @@ profile and log. adbutils is the only extra dependency (`harness[android]`).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from agents.android.config import AndroidSection as Config
 
 
-def create(config: Mapping[str, Any]):
+def create(config: Config):
+    """The driver; `config.parse` checks the section's files and values first."""
     from agents.android.driver import AndroidDriver
 
-    return AndroidDriver(config)
+    return AndroidDriver(config.model_dump(exclude_unset=True))

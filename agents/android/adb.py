@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
-from harness import limits
+from harness.kernel import limits
 
 # Shell protocol v2 packet ids (adb's shell_protocol.h).
 _STDOUT, _STDERR, _EXIT = 1, 2, 3

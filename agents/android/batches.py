@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from harness.measure.policy import MeasurePolicy
+from harness.kernel.measure.policy import MeasurePolicy
 
 # Fewest runs worth a new process: below this the session setup dominates.
 MIN_BATCH_RUNS = 16

@@ -33,6 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from pydantic import Field, field_validator
+
+from harness.kernel.configfile import ConfigError, Strict
+
 DEFAULT_EPS = ("cpu", "xnnpack", "nnapi")
 KNOWN_EPS = ("cpu", "xnnpack", "nnapi", "qnn", "snpe", "acl", "armnn", "webgpu", "coreml", "cuda", "tensorrt",
              "openvino", "dnnl", "dml", "rocm", "migraphx", "vitisai")
@@ -40,10 +44,6 @@ KNOWN_EPS = ("cpu", "xnnpack", "nnapi", "qnn", "snpe", "acl", "armnn", "webgpu",
 # needs it (docs: onnxruntime.ai, "NNAPI Execution Provider").
 NNAPI_MIN_SDK = 27
 ABIS = ("arm64-v8a", "armeabi-v7a", "x86_64", "x86")
-
-
-class ConfigError(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -205,3 +205,49 @@ def parse(raw: Mapping[str, Any]) -> AndroidConfig:
     return AndroidConfig(runners=runners, connect=tuple(connect), adb_host=str(raw.get("adb_host", "127.0.0.1")),
                          adb_port=port, adb_path=adb_path, device_dir=device_dir.rstrip("/"), cooldown=cooldown,
                          pin=pin.removeprefix("0x"), placement_runs=runs)
+
+
+# --- the typed section ----------------------------------------------------------
+# The shape of `android:` as the agent file is read; `parse` above then checks
+# what a type cannot (files exist, versions, ABIs, the folder on the phone).
+
+
+class RunnerSection(Strict):
+    perf_test: str
+    libs: list[str] = Field(default_factory=list)
+    eps: list[str] = Field(default_factory=lambda: list(DEFAULT_EPS))
+    abi: str = "arm64-v8a"
+    outputs_perf_test: Optional[str] = None
+    outputs_libs: list[str] = Field(default_factory=list)
+
+
+class CooldownSection(Strict):
+    max_c: float
+    sensor: str = "battery"
+    wait_s: float = Field(300.0, ge=0)
+    poll_s: float = Field(10.0, gt=0)
+
+
+class AndroidSection(Strict):
+    runners: dict[str, RunnerSection] = Field(default_factory=dict)
+    connect: list[str] = Field(default_factory=list)
+    adb_host: str = "127.0.0.1"
+    adb_port: Optional[int] = Field(None, gt=0, lt=65536)  # default: $ANDROID_ADB_SERVER_PORT or 5037
+    adb_path: Optional[str] = None
+    device_dir: str = "/data/local/tmp/harness"
+    cooldown: Optional[CooldownSection] = None
+    pin: str = "none"
+    placement_runs: int = Field(3, ge=1, le=100)
+
+    @field_validator("runners", mode="before")
+    @classmethod
+    def _versions_as_written(cls, v):
+        # YAML reads an unquoted 1.20 as the float 1.2; the key is a version, as written.
+        if isinstance(v, dict):
+            return {(getattr(k, "text", None) or str(k)) if isinstance(k, (int, float)) else k: r for k, r in v.items()}
+        return v
+
+    @field_validator("pin", mode="before")
+    @classmethod
+    def _pin_text(cls, v):
+        return str(v) if isinstance(v, int) else v

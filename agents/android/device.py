@@ -23,7 +23,7 @@ from agents.android import facts
 from agents.android.adb import Phone, ShellResult
 from agents.android.config import Cooldown
 from agents.android.perftest import PERF_TEST
-from harness import limits
+from harness.kernel import limits
 
 _SEP = "@@harness-section@@"
 CONDITIONS_SCRIPT = (
@@ -50,7 +50,7 @@ def read_conditions(phone: Phone) -> dict:
     governor = parts[3].strip()
     if governor:
         # A governor change alone moves latencies: results across one are
-        # not compared (harness.measure.fingerprint).
+        # not compared (harness.analysis.environment).
         cond["cpu_governor"] = governor
     cond["at_unix"] = round(time.time(), 3)
     return cond

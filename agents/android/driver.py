@@ -22,8 +22,8 @@ from agents.android import facts as facts_mod
 from agents.android.adb import Adb, AdbUnavailable, DeviceLost
 from agents.android.config import NNAPI_MIN_SDK, AndroidConfig
 from agents.android.job import AndroidJob, Shared
-from agents.base import DeviceInfo, DriverResult, JobError, JobSpec, ProgressFn, RuntimeSpec, Validity
-from harness import limits
+from agents.contract import DeviceInfo, DriverResult, JobError, JobSpec, ProgressFn, RuntimeSpec, Validity
+from harness.kernel import limits
 
 log = logging.getLogger("harness.agent.android")
 

@@ -23,9 +23,10 @@ from agents import placement as pl
 from agents.android import batches, device, outputs, perftest
 from agents.android.adb import DeviceLost, Phone, RemoteFileError, ShellCancelled, ShellResult, ShellTimeout
 from agents.android.config import AndroidConfig, Runner
-from agents.base import CPU_EPS, DriverResult, JobError, JobSpec, Memory, ProgressFn, Validity
-from harness import limits
-from harness.measure.policy import StopRule
+from agents.contract import DriverResult, JobError, JobSpec, Memory, ProgressFn, Validity
+from harness.kernel import limits
+from harness.kernel.eps import CPU_EPS
+from harness.kernel.measure.policy import StopRule
 
 
 class Failed(Exception):

@@ -19,10 +19,10 @@ costs about a second, small against a measurement.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from agents.browser.config import BrowserConfig as Config
 
 
-def create(config: Mapping[str, Any]):
+def create(config: Config):
     from agents.browser.driver import BrowserDriver
 
-    return BrowserDriver(config)
+    return BrowserDriver(config.model_dump(exclude_unset=True))

@@ -15,10 +15,12 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from agents import jobdir, procs
-from agents.base import AGENT_MACHINE, DeviceInfo, DriverResult, JobError, JobSpec, ProgressFn, RuntimeSpec, Validity
+from agents import jobdir
+
 from agents.browser import locate, runtimes
-from harness import limits
+from agents.contract import AGENT_MACHINE, DeviceInfo, DriverResult, JobError, JobSpec, ProgressFn, RuntimeSpec, Validity
+from harness.kernel import procs
+from harness.kernel import limits
 
 CONFIG_KEYS = ("executable", "onnxruntime_web", "extra_args", "device_id", "work_dir", "runtime_cache")
 # Target options the page understands; ep.* go to the EP's options object
@@ -101,7 +103,7 @@ class BrowserDriver:
             (jd / "probe_spec.json").write_text(json.dumps({"executable": exe, "extra_args": list(self.extra_args)}))
             fin = procs.run_child([sys.executable, "-m", "agents.browser.runner", "probe", str(jd)],
                                   timeout_s=limits.BROWSER_PROBE_TIMEOUT_S, cancel=threading.Event(),
-                                  stderr_path=str(jd / "stderr.log"), env=jobdir.runner_env())
+                                  stderr_path=str(jd / "stderr.log"), env=procs.child_env())
             try:
                 return json.loads((jd / "probe.json").read_text())
             except (OSError, ValueError):
@@ -195,7 +197,7 @@ class BrowserDriver:
                 "model_path": str(onnx_models[0].path), "measure": job.measure.__dict__,
             }))
             jobdir.write_probes(jd, job.probes)
-            from agents.fingerprint import run_conditions
+            from agents.hostfacts import run_conditions
 
             before = run_conditions()
             fin, phase = jobdir.run_runner(["agents.browser.runner", "job", str(jd)], jd, job.timeout_s, progress,
@@ -222,7 +224,7 @@ def _browser_name(info: dict) -> tuple[str, str]:
 
 
 def _facts(info: dict, name: str, version: str, eps: dict[str, str]) -> dict[str, str]:
-    from agents.fingerprint import host_facts
+    from agents.hostfacts import host_facts
 
     host = host_facts()
     major = version.split(".", 1)[0]

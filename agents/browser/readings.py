@@ -53,7 +53,7 @@ def placement(page: BrowserPage, ep: str, details: dict, step: Callable) -> dict
     `step(page, stage, fn, *args)` calls the page, turning failures into
     job errors."""
     from agents import placement as pl
-    from agents.base import CPU_EPS
+    from harness.kernel.eps import CPU_EPS
 
     if ep == "webgl":
         # ORT Web's WebGL backend is the older onnx.js engine: no ORT session

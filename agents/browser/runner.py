@@ -29,7 +29,7 @@ from pathlib import Path
 from agents import jobdir
 from agents.browser.readings import Memory, placement
 from agents.browser.session import BrowserPage, PageFailed
-from harness import limits
+from harness.kernel import limits
 
 
 T0 = time.monotonic()
@@ -178,7 +178,7 @@ def _step(page: BrowserPage, stage: str, name: str, *args):
 
 
 def _measure(page: BrowserPage, spec: dict, result: dict, outputs: dict, srv) -> None:
-    from harness.measure.policy import MeasurePolicy, StopRule
+    from harness.kernel.measure.policy import MeasurePolicy, StopRule
 
     details = result["details"]
     seen = 0

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from harness import limits
+from harness.kernel import limits
 
 PACKAGE = "onnxruntime-web"
 # The version `harness browser-runtime install --default` fetches and a job

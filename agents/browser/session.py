@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from harness import limits
+from harness.kernel import limits
 
 # Flags: no network chatter, no first-run UI, a fresh profile per launch;
 # --enable-unsafe-webgpu exposes WebGPU where Chromium does not by default

@@ -11,9 +11,12 @@ import threading
 from pathlib import Path
 from typing import Any, Mapping
 
-from agents import jobdir, procs
-from agents.base import AGENT_MACHINE, DeviceInfo, DriverResult, JobError, JobSpec, ProgressFn, RuntimeSpec, short_ep
-from agents.fingerprint import host_facts, run_conditions
+from agents import jobdir
+
+from agents.contract import AGENT_MACHINE, DeviceInfo, DriverResult, JobError, JobSpec, ProgressFn, RuntimeSpec
+from agents.hostfacts import host_facts, run_conditions
+from harness.kernel import procs
+from harness.kernel.eps import short_ep
 
 # Providers that do not run a model on this machine's hardware.
 _NOT_LOCAL_EPS = {"azure"}

@@ -119,19 +119,17 @@ def _session_options(ort, options: dict, log_verbose: bool = False, profile_pref
     return so
 
 
-def _parse_cores(text: str) -> set[int]:
-    cores: set[int] = set()
+def _parse_cores(text: str) -> frozenset[int]:
+    from harness.kernel.cores import parse_cores
+
     try:
-        for part in str(text).split(","):
-            lo, _, hi = part.strip().partition("-")
-            cores.update(range(int(lo), int(hi or lo) + 1))
-    except ValueError:
-        raise JobFailed("load", "bad_option", f"cpu_affinity={text!r}: expected cores like 0-3 or 0,2") from None
-    return cores
+        return parse_cores(text)
+    except ValueError as exc:
+        raise JobFailed("load", "bad_option", str(exc)) from None
 
 
 def _providers(ep: str, options: dict) -> list:
-    from agents.base import EP_LONG_NAMES
+    from harness.kernel.eps import EP_LONG_NAMES
 
     long = EP_LONG_NAMES.get(ep)
     if long is None:
@@ -161,7 +159,7 @@ def _restore_fd2(saved: int) -> None:
 
 def main(job_dir: str) -> int:
     from agents import jobdir
-    from agents.procs import die_with_parent
+    from harness.kernel.procs import die_with_parent
 
     die_with_parent()
     jd = Path(job_dir)
@@ -184,7 +182,7 @@ def _run(jd: Path, spec: dict, result: dict, outputs: dict) -> None:
     import numpy as np
 
     from agents import jobdir
-    from harness.measure.policy import MeasurePolicy, StopRule
+    from harness.kernel.measure.policy import MeasurePolicy, StopRule
 
     result["_stage"] = "load"
     import onnxruntime as ort
@@ -319,7 +317,7 @@ def _placement(ort, jd: Path, model_path: str, ep: str, options: dict, providers
         log = pl.parse_verbose_log(fh)
     profile = pl.parse_profile(pl.load_profile(profile_path))
     fully = None
-    from agents.base import CPU_EPS
+    from harness.kernel.eps import CPU_EPS
 
     if ep not in CPU_EPS:
         strict = dict(options)

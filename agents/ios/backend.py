@@ -3,9 +3,10 @@
 Everything that exists only on a Mac — `sysctl`/`sw_vers`, `xcrun devicectl`,
 `xcrun simctl`, and Core ML itself through coremltools (MLModel predict,
 MLComputePlan, the remote-device runner app) — is reached through a
-`MacBackend`. `MacOSBackend` is the real one. `agents.ios.recorded` holds a
-recorded one that returns what those tools and APIs return (their exact
-output shapes), so the driver's logic runs on any machine.
+`MacBackend`. `MacOSBackend` (agents.ios.macos) is the real one;
+`agents.ios.recorded` holds a recorded one that returns what those tools and
+APIs return (their exact output shapes), so the driver's logic runs on any
+machine.
 
 A backend is named by a small JSON-able spec so that the runner child
 process (`agents.ios.runner`) builds the same backend as the agent.
@@ -14,19 +15,11 @@ process (`agents.ios.runner`) builds the same backend as the agent.
 from __future__ import annotations
 
 import importlib.util
-import json
-import os
-import platform
-import shutil
 import subprocess
-import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Optional, Protocol
 
 import numpy as np
-
-from harness import limits
 
 
 class BackendError(Exception):
@@ -46,7 +39,7 @@ class CoreMLSession(Protocol):
         """Compile and load. Returns {"load_ms", ...} with what was timed and how."""
 
     def inputs(self) -> list:
-        """The model's inputs as harness.models.TensorSpec values."""
+        """The model's inputs as harness.kernel.modelfile.TensorSpec values."""
 
     def predict(self, feed: Mapping[str, np.ndarray]) -> Mapping[str, Any]:
         """One prediction; outputs by name (MLModel.predict's dict)."""
@@ -106,104 +99,3 @@ def coremltools_dir() -> Optional[Path]:
     if spec is None or not spec.submodule_search_locations:
         return None
     return Path(list(spec.submodule_search_locations)[0])
-
-
-class MacOSBackend:
-    kind = "macos"
-
-    def __init__(self, config: Mapping[str, Any] | None = None):
-        self.config = dict(config or {})
-
-    def spec(self) -> dict:
-        return {"kind": self.kind}
-
-    def check(self) -> tuple[bool, str]:
-        if sys.platform != "darwin":
-            return False, UNAVAILABLE.format(os=platform.system() or sys.platform)
-        if not shutil.which("xcrun"):
-            return False, "xcrun not found: install the Xcode command line tools (xcode-select --install)"
-        ct = coremltools_dir()
-        if ct is None:
-            return False, "coremltools is not installed here (pip install 'harness[ios]')"
-        if not list(ct.glob("libcoremlpython*")):
-            return False, (f"coremltools at {ct} has no native library (libcoremlpython), so it cannot predict; "
-                           "install a macOS wheel of coremltools")
-        return True, ""
-
-    def sysctl(self) -> str:
-        return _run(["sysctl", "hw.model", "hw.machine", "machdep.cpu.brand_string", "hw.memsize"],
-                    limits.MAC_TOOL_TIMEOUT_S)
-
-    def sw_vers(self) -> str:
-        return _run(["sw_vers"], limits.MAC_TOOL_TIMEOUT_S)
-
-    def hostname(self) -> str:
-        return platform.node()
-
-    def devicectl_devices(self) -> dict:
-        fd, tmp = tempfile.mkstemp(suffix=".json", prefix="devicectl-")
-        os.close(fd)
-        try:
-            # devicectl's own --timeout bounds its wait for network devices;
-            # ours is a little longer so its answer arrives first.
-            _run(["xcrun", "devicectl", "list", "devices", "--json-output", tmp,
-                  "--timeout", str(int(limits.DEVICECTL_LIST_TIMEOUT_S))], limits.DEVICECTL_LIST_TIMEOUT_S + 10)
-            with open(tmp, encoding="utf-8") as fh:
-                return json.load(fh)
-        except (OSError, json.JSONDecodeError) as exc:
-            raise BackendError(f"devicectl wrote no readable JSON ({exc})") from None
-        finally:
-            os.unlink(tmp)
-
-    def simctl_booted(self) -> dict:
-        text = _run(["xcrun", "simctl", "list", "-j", "devices", "booted"], limits.MAC_TOOL_TIMEOUT_S)
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise BackendError(f"simctl printed no JSON ({exc})") from None
-
-    def remote_support(self) -> tuple[bool, str]:
-        """Phones and simulators run models in coremltools' `modelrunner`
-        app, built here with xcodebuild from the Xcode project coremltools
-        looks for inside its package (coremltools/modelrunner, see
-        `_ModelRunnerAppBuilder._get_project_path`)."""
-        ct = coremltools_dir()
-        workspace = ct / "modelrunner" / "ModelRunner.xcworkspace" if ct else None
-        if workspace is None or not workspace.is_dir():
-            return False, (f"coremltools' runner app project is missing ({workspace}); install coremltools "
-                           "from a source checkout so phones and simulators can run models")
-        if not shutil.which("xcodebuild"):
-            return False, "xcodebuild not found: phones and simulators need full Xcode to build the runner app"
-        return True, ""
-
-    def open_session(self, device: Mapping[str, str], model_path: Path, compute_units: str,
-                     config: Mapping[str, Any], work_dir: Path) -> CoreMLSession:
-        if device.get("kind") == "mac":
-            from agents.ios.coreml_local import LocalSession
-
-            return LocalSession(model_path, compute_units)
-        from agents.ios.remote import RemoteSession
-
-        return RemoteSession(dict(device), model_path, compute_units, dict(config), work_dir)
-
-
-def backend_from_spec(spec: Mapping[str, Any]) -> MacBackend:
-    kind = spec.get("kind", "macos")
-    if kind == "macos":
-        return MacOSBackend()
-    if kind == "recorded":
-        from agents.ios.recorded import RecordedBackend
-
-        return RecordedBackend.from_file(Path(spec["recording"]))
-    raise ValueError(f"ios: backend {kind!r}: expected macos or recorded")
-
-
-def backend_from_config(config: Mapping[str, Any]) -> MacBackend:
-    """`ios:` in agent.yaml: `backend: recorded` with `recording: FILE`
-    replays a recorded Mac (for tests and demos); anything else is the Mac."""
-    kind = config.get("backend", "macos")
-    if kind == "recorded":
-        if not config.get("recording"):
-            raise ValueError("ios: backend recorded needs recording: FILE")
-        return backend_from_spec({"kind": "recorded", "recording": str(Path(config["recording"]).expanduser())})
-    return backend_from_spec({"kind": kind})

@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
-from agents.base import Placement
+from agents.contract import Placement
 from agents.placement import ProfilePlacement, combine
 
 # coremltools' compute device classes -> the names placement uses.
@@ -52,7 +52,7 @@ def device_name(device: Any) -> str:
 
 
 def _op(op_type: str, usage: Any, cost: Any) -> PlanOp:
-    from harness.coreml_spec import plain_op_type
+    from harness.kernel.coreml_spec import plain_op_type
 
     preferred = device_name(usage.preferred_compute_device) if usage is not None else None
     supported = tuple(sorted({device_name(d) for d in (usage.supported_compute_devices or ())})) \
@@ -135,12 +135,3 @@ def plan_details(ops: Iterable[PlanOp], compute_units: str) -> dict:
         "cpu_though_neural_engine_supported": dict(sorted(could_use_ne.items())),
         "cost_weight_total": round(sum(costs), 6) if costs else None,
     }
-
-
-def ops_to_json(ops: Iterable[PlanOp]) -> list[dict]:
-    return [dataclasses.asdict(op) for op in ops]
-
-
-def ops_from_json(items: Iterable[dict]) -> list[PlanOp]:
-    return [PlanOp(str(i["op_type"]), i.get("preferred"), tuple(i.get("supported") or ()), i.get("cost"))
-            for i in items]

@@ -17,7 +17,7 @@ import numpy as np
 
 
 def compute_unit(name: str):
-    from harness.coreml_spec import quiet_coremltools
+    from harness.kernel.coreml_spec import quiet_coremltools
 
     with quiet_coremltools():
         import coremltools as ct
@@ -56,7 +56,7 @@ class LocalSession:
         return out
 
     def inputs(self) -> list:
-        from harness.coreml_spec import inspect_spec
+        from harness.kernel.coreml_spec import inspect_spec
 
         return list(inspect_spec(self.model.get_spec()).inputs)
 

@@ -24,11 +24,15 @@ import zipfile
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from agents import jobdir, procs
-from agents.base import DeviceInfo, DriverResult, JobError, JobSpec, ProgressFn, Validity
+from agents import jobdir
+
+from agents.contract import DeviceInfo, DriverResult, JobError, JobSpec, ProgressFn, Validity
 from agents.ios import inventory
-from agents.ios.backend import BackendError, backend_from_config
-from harness import limits
+from agents.ios.backend import BackendError
+from agents.ios.macos import backend_from_config
+from harness.kernel import procs
+from harness.kernel import limits
+from harness.kernel.formats import COREML_FORMATS
 
 log = logging.getLogger("harness.agent.ios")
 
@@ -159,7 +163,7 @@ class IOSDriver:
             return DriverResult(**base, error=JobError(
                 "job", "unsupported_ep", f"compute units {target.ep!r} are not offered by {dev.local_id} "
                                          f"(offered: {offered})"))
-        model = next((m for m in job.models if m.format in inventory.FORMATS), None)
+        model = next((m for m in job.models if m.format in COREML_FORMATS), None)
         if model is None:
             return DriverResult(**base, error=JobError(
                 "job", "unsupported_format", "Core ML needs an .mlpackage or .mlmodel artefact (coreml: in the "

@@ -17,10 +17,9 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping, Optional, Sequence
 
-from agents.base import AGENT_MACHINE, DeviceInfo, RuntimeSpec
+from agents.contract import AGENT_MACHINE, DeviceInfo, RuntimeSpec
+from harness.kernel.formats import COREML_FORMATS
 
-COMPUTE_UNITS = ("all", "cpu_and_ne", "cpu_and_gpu", "cpu_only")
-FORMATS = ("mlpackage.zip", "mlmodel")
 MAC_ID = "mac"
 SIMULATOR_NOTE = "function only — no Neural Engine; simulator timings are not representative of a device"
 
@@ -92,7 +91,7 @@ def mac_device(sysctl_text: str, sw_vers_text: str, extra_runtimes: Sequence[Run
     if hostname:
         facts["hostname"] = hostname
     facts.update(notes or {})
-    coreml = RuntimeSpec("coreml", version, compute_units_for("macOS", version, apple_silicon), FORMATS)
+    coreml = RuntimeSpec("coreml", version, compute_units_for("macOS", version, apple_silicon), COREML_FORMATS)
     return DeviceInfo(local_id=MAC_ID, platform="macos", facts={k: v for k, v in facts.items() if v != ""},
                       runtimes=(coreml, *extra_runtimes), exclusive=AGENT_MACHINE)
 
@@ -139,7 +138,7 @@ def phone_devices(devicectl: Mapping[str, Any], remote: tuple[bool, str] = (True
         units = compute_units_for("iOS", version, facts["neural_engine"] != "no")
         out.append(DeviceInfo(
             local_id=f"device-{udid}", platform="ios", facts={k: v for k, v in facts.items() if v != ""},
-            runtimes=(RuntimeSpec("coreml", version, units, FORMATS),), state=state, state_reason=reason))
+            runtimes=(RuntimeSpec("coreml", version, units, COREML_FORMATS),), state=state, state_reason=reason))
     return out
 
 
@@ -188,7 +187,7 @@ def simulator_devices(simctl: Mapping[str, Any], host_soc: str = "",
             units = compute_units_for("iOS", version, neural_engine=False)
             out.append(DeviceInfo(
                 local_id=f"sim-{d['udid']}", platform="ios", facts={k: v for k, v in facts.items() if v},
-                runtimes=(RuntimeSpec("coreml", version, units, FORMATS),), state=state, state_reason=reason,
+                runtimes=(RuntimeSpec("coreml", version, units, COREML_FORMATS),), state=state, state_reason=reason,
                 exclusive=AGENT_MACHINE))  # a simulator computes on the Mac's own chip
     return out
 

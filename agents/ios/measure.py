@@ -19,8 +19,8 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from harness import limits
-from harness.measure.policy import MeasurePolicy, StopRule
+from harness.kernel import limits
+from harness.kernel.measure.policy import MeasurePolicy, StopRule
 
 _CASTABLE = {"float16", "float32", "float64", "int32", "int8"}
 

@@ -134,7 +134,7 @@ class RecordedSession:
         return out
 
     def inputs(self) -> list:
-        from harness.coreml_spec import inspect_coreml
+        from harness.kernel.coreml_spec import inspect_coreml
 
         return list(inspect_coreml(self.model_path).inputs)
 
@@ -171,7 +171,7 @@ class RecordedSession:
 
 
 def _device(name: str):
-    from harness.coreml_spec import quiet_coremltools
+    from harness.kernel.coreml_spec import quiet_coremltools
 
     with quiet_coremltools():
         from coremltools.models import compute_device as cd
@@ -187,7 +187,7 @@ class RecordedComputePlan:
     """coremltools' MLComputePlan surface over a recorded plan."""
 
     def __init__(self, data: Mapping[str, Any]):
-        from harness.coreml_spec import quiet_coremltools
+        from harness.kernel.coreml_spec import quiet_coremltools
 
         with quiet_coremltools():
             from coremltools.models import compute_plan as cp

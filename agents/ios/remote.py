@@ -27,7 +27,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from harness import limits
+from harness.kernel import limits
 
 _BUNDLE_ID = "com.coremltools.modelrunnerd"  # coremltools' default for the runner app
 
@@ -182,7 +182,7 @@ class RemoteSession:
         }
 
     def inputs(self) -> list:
-        from harness.coreml_spec import inspect_coreml
+        from harness.kernel.coreml_spec import inspect_coreml
 
         return list(inspect_coreml(self.model_path).inputs)
 

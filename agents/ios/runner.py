@@ -90,9 +90,10 @@ def main(job_dir: str) -> int:
 
 def _run(jd: Path, spec: dict, result: dict, outputs: dict) -> None:
     from agents.ios import computeplan
-    from agents.ios.backend import PlanUnavailable, backend_from_spec
+    from agents.ios.backend import PlanUnavailable
+    from agents.ios.macos import backend_from_spec
     from agents.ios.measure import measure
-    from harness.measure.policy import MeasurePolicy
+    from harness.kernel.measure.policy import MeasurePolicy
 
     result["_stage"] = "load"
     device = spec["device"]

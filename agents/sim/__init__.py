@@ -7,10 +7,9 @@ stand in for an android, ios or browser profile (`match: {driver: sim}`).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
-
+from agents.sim.config import SimConfig as Config
 from agents.sim.driver import SimDriver
 
 
-def create(config: Mapping[str, Any]) -> SimDriver:
+def create(config: Config) -> SimDriver:
     return SimDriver(config)

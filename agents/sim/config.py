@@ -26,10 +26,10 @@ from __future__ import annotations
 
 from typing import Any, Literal, Mapping, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from harness.capacity import LatencyModel
-from harness.config.loading import ConfigError, describe_validation_error
+from harness.kernel.configfile import Strict, validate_section
+from harness.kernel.latency import LatencyModel
 
 # What a simulated device runs when the config does not say, by platform:
 # the runtime each real driver of that platform offers.
@@ -41,18 +41,9 @@ DEFAULT_EPS = {
     "coreml": ("all", "cpu_and_gpu", "cpu_and_ne", "cpu_only"),
 }
 DEFAULT_VERSION = {"onnxruntime": "1.20.0", "onnxruntime-web": "1.20.0", "coreml": "8.0"}
-DEFAULT_FORMATS = {"onnxruntime": ("onnx",), "onnxruntime-web": ("onnx",), "coreml": ("mlpackage.zip", "mlmodel")}
 
 
-class SimConfigError(ConfigError, ValueError):
-    """A bad `sim:` section (a ValueError too, as any driver config error is)."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Latency(_Strict):
+class Latency(Strict):
     dist: Literal["lognormal", "normal", "fixed"] = "lognormal"
     p50_ms: float = Field(..., gt=0)
     # lognormal: standard deviation of log-latency (0.05 = about 5 % spread).
@@ -76,7 +67,7 @@ class Latency(_Strict):
         return 0.0
 
 
-class Fail(_Strict):
+class Fail(Strict):
     every_n: Optional[int] = Field(None, ge=1)
     probability: Optional[float] = Field(None, ge=0, le=1)
     kind: Literal["crash", "hang", "error"]
@@ -92,7 +83,7 @@ class Fail(_Strict):
         return self
 
 
-class SimDevice(_Strict):
+class SimDevice(Strict):
     id: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
     platform: Literal["linux", "macos", "windows", "android", "ios", "browser"]
     facts: dict[str, str] = Field(default_factory=dict)
@@ -155,7 +146,7 @@ class SimDevice(_Strict):
                             load_ms=self.load_ms, first_run_ms=self.first_run_ms)
 
 
-class SimConfig(_Strict):
+class SimConfig(Strict):
     seed: int = 0
     devices: list[SimDevice] = Field(default_factory=list)
 
@@ -171,10 +162,5 @@ class SimConfig(_Strict):
 
 
 def parse(config: Mapping[str, Any]) -> SimConfig:
-    """The `sim:` mapping -> SimConfig, or one SimConfigError line."""
-    try:
-        return SimConfig.model_validate(dict(config or {}))
-    except ValidationError as exc:
-        # pydantic prefixes the messages of our own checks with "Value error, ".
-        text = describe_validation_error("sim", exc, SimConfig).replace(": value error, ", ": ")
-        raise SimConfigError(text) from None
+    """The `sim:` mapping -> SimConfig, or one ConfigError line."""
+    return validate_section("sim", dict(config or {}), SimConfig)

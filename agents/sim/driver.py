@@ -2,7 +2,7 @@
 
 A job's timeline (load, first run, warm-up runs, measured runs) is drawn
 from the device's latency model and ended by the same StopRule every real
-runner uses (`harness.capacity.simulate_job`); the driver then lives through
+runner uses (`harness.kernel.latency.simulate_job`); the driver then lives through
 it, sleeping until each step is due. So fan-out, queueing, cancellation,
 timeouts and injected faults are real behaviour of the agent and the
 controller; only the numbers are made up, and seeded.
@@ -19,11 +19,13 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from agents.base import (
-    CPU_EPS, DeviceInfo, DriverResult, JobError, JobSpec, Memory, Placement, ProgressFn, RuntimeSpec, Validity,
+from agents.contract import (
+    DeviceInfo, DriverResult, JobError, JobSpec, Memory, Placement, ProgressFn, RuntimeSpec, Validity,
 )
-from agents.sim.config import DEFAULT_FORMATS, Fail, SimDevice, parse
-from harness.capacity import simulate_job
+from agents.sim.config import Fail, SimConfig, SimDevice, parse
+from harness.kernel.eps import CPU_EPS
+from harness.kernel.formats import RUNTIME_FORMATS
+from harness.kernel.latency import simulate_job
 
 MiB = 1024 * 1024
 # The driver wakes at most this often while measured runs elapse: fine
@@ -69,8 +71,8 @@ class _Clock:
 class SimDriver:
     name = "sim"
 
-    def __init__(self, config: Mapping[str, Any]):
-        self.cfg = parse(config)
+    def __init__(self, config: SimConfig | Mapping[str, Any]):
+        self.cfg = config if isinstance(config, SimConfig) else parse(config)
         self._devices = {d.id: d for d in self.cfg.devices}
         self._jobs_started: dict[str, int] = {}
         self._nodes: dict[str, Optional[dict[str, int]]] = {}
@@ -87,7 +89,7 @@ class SimDriver:
             DeviceInfo(
                 local_id=d.id, platform=d.platform, facts=self._facts(d),
                 runtimes=(RuntimeSpec(d.runtime_name(), d.version(), d.runtime_eps(),
-                                      DEFAULT_FORMATS[d.runtime_name()]),),
+                                      RUNTIME_FORMATS[d.runtime_name()]),),
                 state=d.state, state_reason=d.state_reason, exclusive=d.exclusive or "",
             )
             for d in self._devices.values()
@@ -218,7 +220,7 @@ class SimDriver:
         v = dev.version()
         if t.version and not (v == t.version or v.startswith(t.version + ".")):
             return JobError("job", "unsupported_version", f"{t.runtime} {t.version} requested; {dev.id} has {v}")
-        formats = DEFAULT_FORMATS[dev.runtime_name()]
+        formats = RUNTIME_FORMATS[dev.runtime_name()]
         if not any(m.format in formats for m in job.models):
             return JobError("job", "unsupported_format",
                             f"{dev.runtime_name()} needs a model in {' or '.join(formats)}")

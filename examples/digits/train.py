@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 SEED = 0
 T = 4.0            # distillation temperature (the usual range is 2..5)
 ALPHA = 0.5        # weight of the task loss; 1 - ALPHA weighs the distillation loss
-VAL_SAMPLES = 64   # the harness sends at most 64 probes per job (harness.limits.MAX_PROBES)
+VAL_SAMPLES = 64   # the harness sends at most 64 probes per job (harness.kernel.limits.MAX_PROBES)
 OPSET = 17
 
 

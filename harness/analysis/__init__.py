@@ -9,7 +9,7 @@ coverage matrices, the quantisation-vs-distillation rules.
                     per platform, budget checks            (baseline.py)
   decision          the rules, the recommendation, its evidence, what would
                     change it, the suggested candidate and the student
-                    capacity target                        (decision.py, capacity.py)
+                    capacity target                        (decision.py, student.py)
   divergence        per candidate: pairwise comparison of its outputs on every
                     target it ran on                        (divergence.py)
   coverage          per candidate: device × runtime version (coverage.py)
@@ -41,8 +41,8 @@ def reference_of(config: Mapping) -> str | None:
 
 
 def analyse(doc: dict, store, run: Mapping) -> dict:
-    from harness.analysis import capacity, coverage, decision, divergence, facts, parity, reference, validation
-    from harness.store.sqlite import unpack_arrays
+    from harness.analysis import student, coverage, decision, divergence, facts, parity, reference, validation
+    from harness.kernel import arrays
 
     config = run.get("config") or {}
     run_id = run["id"]
@@ -70,8 +70,8 @@ def analyse(doc: dict, store, run: Mapping) -> dict:
     inventories = {}
     for c in cands:
         ctx.refs[c], ctx.ref_meta[c] = reference.load_reference(store, run_id, c)
-        ctx.probes[c] = unpack_arrays(store.get_blob(run_id, f"probes/{c}"))
-        ctx.labels[c] = [d["labels"] for d in unpack_arrays(store.get_blob(run_id, f"labels/{c}")) if "labels" in d]
+        ctx.probes[c] = arrays.unpack(store.get_blob(run_id, f"probes/{c}"))
+        ctx.labels[c] = [d["labels"] for d in arrays.unpack(store.get_blob(run_id, f"labels/{c}")) if "labels" in d]
         inventories[c] = reference.load_inventory(store, run_id, c)
     out["reference"] = {"candidate": ref, "computed": ctx.ref_meta}
 
@@ -91,7 +91,7 @@ def analyse(doc: dict, store, run: Mapping) -> dict:
         d = decision.decide(f)
         d["reference"] = ref
         d["suggested"] = validation.suggest(d["recommendation"], f, base, out["validation"] or {})
-        d["capacity"] = capacity.student_capacity(results, base, inventories, f.memory_fraction)
+        d["capacity"] = student.student_capacity(results, base, inventories, f.memory_fraction)
         d["budget_failures"] = budget_failures({"baseline": base, "decision": d})
         return d
 

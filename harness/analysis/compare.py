@@ -32,9 +32,9 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from harness import limits
 from harness.analysis.baseline import row_status
-from harness.measure.fingerprint import NotComparable, check_comparable
+from harness.analysis.environment import NotComparable, check_comparable
+from harness.kernel import limits
 
 
 def mann_whitney_greater(x: Sequence[float], y: Sequence[float]) -> float:

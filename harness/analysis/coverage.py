@@ -25,8 +25,7 @@ import re
 from typing import Mapping
 
 from harness.analysis.baseline import row_status
-
-CPU_EPS = frozenset({"cpu", "wasm", "cpu_only"})
+from harness.kernel.eps import CPU_EPS
 _RANK = {"not run": 0, "ok": 1, "fallback": 2, "failed": 3}
 
 

@@ -22,19 +22,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
 
-from harness import limits
-from harness.store.sqlite import pack_arrays, unpack_arrays
+from harness.kernel import arrays, limits, procs
 
 log = logging.getLogger("harness.analysis")
 
@@ -60,7 +57,7 @@ def weight_bytes(path: Path) -> Optional[int]:
 
 
 def model_inventory(info: Any) -> dict:
-    """JSON-able facts about one artefact (a harness.models.ModelInfo)."""
+    """JSON-able facts about one artefact (a harness.kernel.modelfile.ModelInfo)."""
     out = {"format": info.format, "size_bytes": info.size_bytes, "params": info.params,
            "precision": info.precision, "op_types": dict(info.op_types), "opset": info.opset,
            "inputs": [{"name": t.name, "dtype": t.dtype, "dims": list(t.dims)} for t in info.inputs],
@@ -79,34 +76,19 @@ def _run_child(model: Path, probes: list, timeout_s: float) -> tuple[list, dict]
     work = Path(tempfile.mkdtemp(prefix="harness-ref-"))
     try:
         (work / "job.json").write_text(json.dumps({"model": str(model)}))
-        np.savez(work / "probes.npz", **{f"{i}/{k}": v for i, p in enumerate(probes) for k, v in p.items()})
-        env = dict(os.environ)
-        root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        with open(work / "stderr.log", "wb") as err:
-            proc = subprocess.Popen([sys.executable, "-m", "harness.analysis.refrun", str(work)],
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                                    start_new_session=True, env=env)
-            try:
-                code = proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                raise _Failed(f"no reference outputs within {timeout_s:.0f} s; the process was killed") from None
+        arrays.save(work / "probes.npz", probes)
+        fin = procs.run_child([sys.executable, "-m", "harness.analysis.refrun", str(work)], timeout_s=timeout_s,
+                              cancel=threading.Event(), stderr_path=str(work / "stderr.log"), env=procs.child_env())
+        if fin.reason == "timeout":
+            raise _Failed(f"no reference outputs within {timeout_s:.0f} s; the process was killed")
+        code = fin.returncode
         if code != 0 or not (work / "meta.json").exists():
             # The child's last stderr line is the exception ONNX Runtime raised.
             lines = [ln for ln in (work / "stderr.log").read_text(errors="replace").splitlines() if ln.strip()]
-            how = f"signal {-code}" if code < 0 else f"exit code {code}"
+            how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
             raise _Failed(f"ONNX Runtime CPU failed ({how})" + (f": {lines[-1].strip()}" if lines else ""))
         meta = json.loads((work / "meta.json").read_text())
-        outputs: list[dict] = []
-        with np.load(work / "outputs.npz", allow_pickle=False) as data:
-            for key in data.files:
-                idx, name = key.split("/", 1)
-                while len(outputs) <= int(idx):
-                    outputs.append({})
-                outputs[int(idx)][name] = data[key]
-        return outputs, meta
+        return arrays.load(work / "outputs.npz"), meta
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -136,7 +118,7 @@ def store_references(store, run_id: str, prep: Any, progress: Callable[[dict], N
             try:
                 outputs, meta = _run_child(Path(info.path), probes, timeout_s)
                 meta["status"] = "ok"
-                store.put_blob(run_id, f"reference/{c.name}", pack_arrays(outputs))
+                store.put_blob(run_id, f"reference/{c.name}", arrays.pack(outputs))
             except _Failed as exc:
                 meta = {"status": "failed", "reason": str(exc)[:2000]}
             except Exception as exc:  # the controller's own trouble (disk, fork): recorded, the run goes on
@@ -151,7 +133,7 @@ def load_reference(store, run_id: str, candidate: str) -> tuple[list, dict]:
     """(outputs, meta) stored for a candidate; ([], {status: missing}) if none."""
     raw = store.get_blob(run_id, f"reference-meta/{candidate}")
     meta = json.loads(raw) if raw else {"status": "missing", "reason": "no reference was computed for this run"}
-    outputs = unpack_arrays(store.get_blob(run_id, f"reference/{candidate}")) if meta.get("status") == "ok" else []
+    outputs = arrays.unpack(store.get_blob(run_id, f"reference/{candidate}")) if meta.get("status") == "ok" else []
     return outputs, meta
 
 

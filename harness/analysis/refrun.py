@@ -25,15 +25,11 @@ def main(job_dir: str) -> int:
     import numpy as np
     import onnxruntime as ort
 
+    from harness.kernel import arrays
+
     jd = Path(job_dir)
     spec = json.loads((jd / "job.json").read_text())
-    probes: list[dict] = []
-    with np.load(jd / "probes.npz", allow_pickle=False) as data:
-        for key in data.files:
-            idx, name = key.split("/", 1)
-            while len(probes) <= int(idx):
-                probes.append({})
-            probes[int(idx)][name] = data[key]
+    probes = arrays.load(jd / "probes.npz")
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     so.intra_op_num_threads = 1
@@ -49,7 +45,7 @@ def main(job_dir: str) -> int:
         for name, value in zip(out_names, values):
             if isinstance(value, np.ndarray):
                 outputs[f"{i}/{name}"] = value
-    np.savez(jd / "outputs.npz", **outputs)
+    arrays.save_flat(jd / "outputs.npz", outputs)
     meta = {"runtime": {"name": "onnxruntime", "version": ort.__version__, "ep": "cpu",
                         "options": {"graph_optimization_level": "disable", "intra_op_threads": "1"}},
             "seconds": round(time.perf_counter() - t0, 3), "probes": len(probes)}

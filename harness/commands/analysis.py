@@ -17,15 +17,15 @@ def register(app: typer.Typer) -> None:
     ):
         """The quantisation-vs-distillation recommendation for a run, with its evidence."""
         from harness import api
-        from harness.cli import guarded
+        from harness.cli_render import guarded
         from harness.report.analysis_md import render_decision
 
-        doc = guarded(lambda: api.load_report(store, run_ref))
+        doc = guarded(lambda: api.decide(store, run_ref))
         if as_json:
-            typer.echo(json.dumps(doc.get("decision"), indent=1, default=str))
+            typer.echo(json.dumps(doc["decision"], indent=1, default=str))
         else:
             typer.echo(render_decision(doc))
-        if not doc.get("decision"):
+        if not doc["decision"]:
             raise typer.Exit(1)
 
     @app.command()
@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
         Per device × candidate × target: p50/p90 deltas with bootstrap intervals and a
         Mann–Whitney test on the raw samples, new and missing devices, fallback changes."""
         from harness import api
-        from harness.cli import fail, guarded
+        from harness.cli_render import fail, guarded
         from harness.report.analysis_md import render_compare
 
         if not 0 <= threshold < 10:

@@ -32,13 +32,14 @@ def quantize(
     preprocess: bool = typer.Option(True, "--preprocess/--no-preprocess", help="Run ONNX Runtime's quant_pre_process first."),
 ):
     """Make quantised candidates of an ONNX model with ONNX Runtime's own tools."""
-    from harness.cli import guarded
-    from harness.quantize import Settings, parse_variants, quantize as run
+    from harness import api
+    from harness.cli_render import guarded
+    from harness.quantize import Settings, parse_variants
 
     settings = Settings(per_channel=per_channel, activation_type=activation_type.lower(),
                         reduce_range=reduce_range, calibrate=calibrate.lower(), preprocess=preprocess)
-    outcome = guarded(lambda: run(model, variants=parse_variants(variants), eval_path=eval_set, out_dir=out_dir,
-                                  settings=settings, candidates=candidates, name=name))
+    outcome = guarded(lambda: api.quantize(model, variants=parse_variants(variants), eval_path=eval_set,
+                                           out_dir=out_dir, settings=settings, candidates=candidates, name=name))
     _print(outcome)
 
 

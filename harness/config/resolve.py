@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from harness.config.loading import ConfigError, load_yaml, read_yaml, validate
-from harness.config.models import AgentFile, Candidate, CandidateSet, Cohort, DeviceProfile, Lab
+from harness.config.schema import Candidate, CandidateSet, Cohort, DeviceProfile, Lab
+from harness.kernel.configfile import ConfigError, load_yaml, read_yaml, validate
 
 # The project's own profiles; a `device_profiles/` in the working directory
 # is searched first so a team's profiles override the shipped ones.
@@ -161,11 +161,7 @@ def load_lab(path: Path) -> Lab:
     return load_yaml(Path(path), Lab)
 
 
-def load_agent_file(path: Path) -> AgentFile:
-    return load_yaml(Path(path), AgentFile)
-
-
 __all__ = [
     "ConfigError", "ResolvedCohort", "ResolvedCandidates", "ResolvedCandidate", "load_cohort",
-    "load_candidates", "candidates_from_models", "load_lab", "load_agent_file", "read_yaml", "validate",
+    "load_candidates", "candidates_from_models", "load_lab", "read_yaml", "validate",
 ]

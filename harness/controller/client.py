@@ -12,9 +12,9 @@ from typing import Callable, Iterator, Optional, Sequence
 
 import grpc
 
-from harness import limits
 from harness._proto.v1 import agent_pb2 as pb
 from harness._proto.v1 import agent_pb2_grpc as pb_grpc
+from harness.kernel import limits
 
 
 class AgentError(Exception):

@@ -16,11 +16,11 @@ from typing import Callable, Mapping, Optional, Sequence
 
 import grpc
 
-from harness import limits, wire
 from harness._proto.v1 import agent_pb2 as pb
 from harness.controller.client import AgentClient, AgentError, backoff_delays
-from harness.controller.plan import AgentDevice, PlannedJob
+from harness.controller.planner import AgentDevice, PlannedJob
 from harness.controller.scheduler import Scheduler
+from harness.kernel import limits, wire
 
 log = logging.getLogger("harness.controller")
 

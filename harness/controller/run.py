@@ -1,5 +1,7 @@
 """One run end to end: connect, plan, upload, execute, store, report.
 
+This module owns a run: its request, its id, its outcome, and resuming it.
+
 A run can be resumed (`harness run --resume RUN`): the plan is rebuilt from
 the stored configuration and probes, jobs that have a result are skipped, and
 an attempt that was in flight when the controller died is re-sent under its
@@ -9,54 +11,142 @@ twice.
 
 from __future__ import annotations
 
+import datetime as _dt
 import logging
+import secrets
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import harness
-from harness import wire
-from harness.controller.agents import Connected, connect
+from harness.config.resolve import load_lab
+from harness.controller.connect import Connected, LocalAgent, connect
 from harness.controller.execute import Hooks, Outcome, execute
-from harness.controller.plan import Plan, make_plan, repeated, with_policy
-from harness.measure.record import build_record
-from harness.store.sqlite import pack_arrays
+from harness.controller.planner import Plan, make_plan, repeated, with_policy
+from harness.controller.prepare import Prepared, prepare, prepare_from_store
+from harness.kernel import arrays, wire
+from harness.kernel.configfile import ConfigError
+from harness.record.build import build_record
+from harness.store import RunExists, open_store
+from harness.store.engine import choose
+from harness.store.lease import Lease, new_session_id
+from harness.store.provenance import provenance
 
 log = logging.getLogger("harness.controller")
 
 
-def run_prepared(req: Any, prep: Any, progress) -> Any:
-    from harness.api import new_run_id
+@dataclass
+class RunRequest:
+    cohort: str
+    candidates_file: Optional[Path] = None
+    models: Sequence[str] = ()
+    shapes: Sequence[str] = ()
+    dims: Sequence[str] = ()
+    lab: Optional[Path] = None
+    store: Optional[str] = None
+    out: Optional[Path] = None
+    probes: int = 8
+    drivers: Optional[Sequence[str]] = None  # the local agent's drivers (no lab file)
+    resume: Optional[str] = None
+    sustained_s: Optional[float] = None  # run each job for exactly this long (windows, throttling)
+    repeat: int = 1  # independent sessions per job
+    cooldown_s: float = 0.0  # pause between a job's sessions
 
-    return _run(req, prep, progress, run_id=None, new_id=new_run_id)
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    report: dict
+    out_files: list[Path] = field(default_factory=list)
+    interrupted: bool = False
+
+    def budget_failures(self) -> list[str]:
+        """One line per failed budget of the report's baseline."""
+        from harness.analysis import budget_failures
+
+        return budget_failures(self.report)
 
 
-def resume_prepared(req: Any, prep: Any, run_id: str, progress) -> Any:
-    return _run(req, prep, progress, run_id=run_id, new_id=None)
+def new_run_id(now: Optional[float] = None) -> str:
+    t = _dt.datetime.fromtimestamp(now or time.time(), tz=_dt.timezone.utc)
+    return t.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
 
-def _run(req: Any, prep: Any, progress, run_id: Optional[str], new_id) -> Any:
-    from harness.api import RunOutcome, open_store
+
+Progress = Callable[[dict], None]
+
+
+def resolve_run(store, ref: str) -> str:
+    """A run id from an id, a unique prefix or 'latest'; one line if unknown."""
+    run_id = store.resolve_run(ref)
+    if run_id is None:
+        raise ConfigError(f"unknown run {ref!r} in {store.path} (see `harness runs`)")
+    return run_id
+
+
+def run(req: RunRequest, progress: Progress = lambda e: None, start_local: Optional[LocalAgent] = None) -> RunOutcome:
+    """Run a cohort (or finish a stored run when `req.resume` is set).
+    `start_local` starts the agent used when there is no lab file."""
+    if req.resume:
+        return resume(req, progress, start_local)
+    return _run(req, prepare(req), progress, None, start_local)
+
+
+def resume(req: RunRequest, progress: Progress = lambda e: None,
+           start_local: Optional[LocalAgent] = None) -> RunOutcome:
+    """Finish a stored run: only its jobs without a result run, on the
+    configuration and probes it was started with."""
+    lab = load_lab(req.lab) if req.lab else None
+    req.store = choose(req.store, lab.store if lab else None, Path(req.lab).parent if req.lab else None)
+    store = open_store(req.store, create=False)  # the run is finished in the store it was found in
+    try:
+        run_id = resolve_run(store, req.resume)
+        prep = prepare_from_store(store, run_id)
+    finally:
+        store.close()
+    if req.lab is None and prep.config.get("lab"):
+        req.lab = Path(prep.config["lab"])
+    if req.lab is not None:
+        prep.lab = load_lab(req.lab)
+    return _run(req, prep, progress, run_id, start_local)
+
+
+def store_choice(req: RunRequest, prep: Prepared) -> Optional[str]:
+    """--store, else HARNESS_STORE, else the lab file's `store:`."""
+    lab_dir = Path(req.lab).parent if req.lab else None
+    return choose(req.store, prep.lab.store if prep.lab is not None else None, lab_dir)
+
+
+def _run(req: RunRequest, prep: Prepared, progress: Progress, run_id: Optional[str],
+         start_local: Optional[LocalAgent]) -> RunOutcome:
     from harness.report.document import build_report, write_reports
 
     # Agents first: an agent that does not answer must not leave a run behind.
-    conn = connect(prep.lab, Path(req.lab) if req.lab else None,
-                   embedded_drivers=req.drivers or ("host", "browser"))
-    store = None
+    conn = connect(prep.lab, Path(req.lab) if req.lab else None, start_local=start_local)
+    store = lease = None
+    session, who = new_session_id(), provenance()
     try:
-        store = open_store(req.store)
+        store = open_store(store_choice(req, prep))
+        resuming = run_id is not None
+        if resuming:
+            # Before reading what is left: another controller working on this
+            # run (here or on another machine) keeps it until its lease ends.
+            lease = Lease(store, run_id, session).acquire()
+            store.open_session(run_id, session, "resume", who, harness.__version__)
         plan = make_plan(prep.cohort.profiles, [c.name for c in prep.cands.candidates], prep.artefacts,
-                         conn.devices, prep.cohort.cohort.measure.policy())
+                         conn.devices, prep.cohort.cohort.measure.policy(), drivers=conn.drivers)
         sustained_s = prep.config.get("sustained_s")
         if sustained_s:
             plan = with_policy(plan, lambda p: p.sustained(sustained_s))
         plan = repeated(plan, int(prep.config.get("repeat") or 1))
-        resuming = run_id is not None
         if resuming:
             plan, prior = _remaining(store, run_id, plan)
         else:
-            run_id, prior = new_id(), {}
+            run_id, prior = _new_run(store, prep, session, who), {}
+            lease = Lease(store, run_id, session)
+        lease.start()
         progress({"event": "plan", "run_id": run_id, "jobs": len(plan.jobs), "gaps": len(plan.gaps),
                   "resumed": resuming, "agents": {n: c.address for n, c in conn.clients.items()},
                   "drivers": conn.drivers, "matched": {p: [d.key for d in ds] for p, ds in plan.matched.items()}})
@@ -65,18 +155,37 @@ def _run(req: Any, prep: Any, progress, run_id: Optional[str], new_id) -> Any:
         else:
             store.set_status(run_id, "running")
         interrupted = _execute(store, run_id, plan, prep, conn, progress, prior)
-        store.finish_run(run_id, "interrupted" if interrupted else "finished")
+        lease.stop(release=False)
+        store.finish_run(run_id, "interrupted" if interrupted else "finished", session=session)
+        store.close_session(run_id, session)
         doc = build_report(store, run_id)
         files = write_reports(doc, Path(req.out)) if req.out else []
         return RunOutcome(run_id, doc, files, interrupted)
     finally:
         conn.close()
+        if lease is not None:
+            lease.stop()  # a failed run frees its lease at once, for a resume anywhere
         if store is not None:
             store.close()
 
 
+def _new_run(store, prep: Any, session: str, who: Mapping[str, Any]) -> str:
+    """Create the run's row under a fresh id, held by this session; an id
+    another controller took in the same second is drawn again."""
+    from harness.kernel import limits
+
+    for _ in range(limits.RUN_ID_ATTEMPTS):
+        run_id = new_run_id()
+        try:
+            store.create_run(run_id, prep.cohort.cohort.name, harness.__version__, prep.config, who=who,
+                             session=session)
+            return run_id
+        except RunExists:
+            continue
+    raise ConfigError(f"no free run id after {limits.RUN_ID_ATTEMPTS} tries (is the store's clock far off?)")
+
+
 def _create(store, run_id: str, plan: Plan, prep: Any) -> None:
-    store.create_run(run_id, prep.cohort.cohort.name, harness.__version__, prep.config)
     store.add_jobs(run_id, [(j.key, j.index, {"profile": j.profile.id, "candidate": j.candidate,
                                               "target": j.target.key()}) for j in plan.jobs]
                    + [(g.key, 100000 + i, {"profile": g.profile.id, "candidate": g.candidate,
@@ -84,9 +193,9 @@ def _create(store, run_id: str, plan: Plan, prep: Any) -> None:
                       for i, g in enumerate(plan.gaps)])
     for cand, probes in prep.probes.items():
         if probes:
-            store.put_blob(run_id, f"probes/{cand}", pack_arrays(probes))
+            store.put_blob(run_id, f"probes/{cand}", arrays.pack(probes))
         if prep.labels.get(cand):
-            store.put_blob(run_id, f"labels/{cand}", pack_arrays([{"labels": l} for l in prep.labels[cand]]))
+            store.put_blob(run_id, f"labels/{cand}", arrays.pack([{"labels": l} for l in prep.labels[cand]]))
     # Reference outputs on this controller's ONNX Runtime CPU EP, before any
     # job, so they never share the CPU with a host measurement.
     from harness.analysis.reference import store_references
@@ -126,12 +235,15 @@ def _execute(store, run_id: str, plan: Plan, prep: Any, conn: Connected, progres
         info = prep.infos.get(cand, {}).get(fmt)
         return info.record() if info else None
 
+    gaps = [(g.key, build_record(job_key=g.key, candidate=g.candidate, technique=technique[g.candidate],
+                                 profile=g.profile, target=g.target, model=None, device=None, result=None,
+                                 attempts=0, error={"stage": "plan", "kind": g.kind, "message": g.message,
+                                                    "cause": g.cause or None}), None)
+            for g in plan.gaps]
+    store.put_results(run_id, gaps)  # one transaction for all of them
     for g in plan.gaps:
-        rec = build_record(job_key=g.key, candidate=g.candidate, technique=technique[g.candidate],
-                           profile=g.profile, target=g.target, model=None, device=None, result=None,
-                           attempts=0, error={"stage": "plan", "kind": g.kind, "message": g.message})
-        store.put_result(run_id, g.key, rec)
-        progress({"event": "gap", "key": g.key, "kind": g.kind, "message": g.message})
+        progress({"event": "gap", "key": g.key, "kind": g.kind, "message": g.message, "cause": g.cause,
+                  "profile": g.profile.id})
 
     devices = {d.key: d for d in conn.devices}
     per_agent: dict[str, dict[str, Any]] = {}
@@ -191,11 +303,9 @@ def _execute(store, run_id: str, plan: Plan, prep: Any, conn: Connected, progres
     except KeyboardInterrupt:
         return True
     done = store.done_keys(run_id)
-    for j in plan.jobs:
-        if j.key not in done:
-            rec = build_record(job_key=j.key, candidate=j.candidate, technique=technique[j.candidate],
-                               profile=j.profile, target=j.target, model=None, device=None, result=None,
-                               attempts=0, error={"stage": "schedule", "kind": "not_run",
-                                                  "message": "no device ran this job"})
-            store.put_result(run_id, j.key, rec)
+    store.put_results(run_id, [(j.key, build_record(
+        job_key=j.key, candidate=j.candidate, technique=technique[j.candidate], profile=j.profile, target=j.target,
+        model=None, device=None, result=None, attempts=0,
+        error={"stage": "schedule", "kind": "not_run", "message": "no device ran this job"}), None)
+        for j in plan.jobs if j.key not in done])
     return False

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Sequence
 
-from harness.controller.plan import PlannedJob
+from harness.controller.planner import PlannedJob
 
 
 @dataclass

@@ -1,1 +1,1 @@
-"""Reports: the JSON document (the result record of DESIGN.md), Markdown and HTML."""
+"""Reports: the JSON document (the result record, docs/record.md), Markdown and HTML."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from harness.report.markdown import fmt_ms, table
+from harness.report.cells import fmt_ms, table
 
 
 def _pct(v: Optional[float], digits: int = 1) -> str:

@@ -13,6 +13,9 @@ import secrets
 from pathlib import Path
 from typing import Optional
 
+from harness.analysis import analyse
+from harness.report import html, markdown
+
 
 def _iso(ts: Optional[float]) -> Optional[str]:
     if ts is None:
@@ -38,10 +41,6 @@ def build_report(store, run_id: str) -> dict:
     reps = repeat_summary(results)
     if reps:
         doc["repeats"] = reps
-    try:
-        from harness.analysis import analyse
-    except ImportError:
-        return doc
     doc.update(analyse(doc, store, run))
     return doc
 
@@ -49,8 +48,8 @@ def build_report(store, run_id: str) -> dict:
 def repeat_summary(results: list[dict]) -> dict:
     """Between- vs within-session variation of each job run as `--repeat N`
     sessions. Sessions are pooled only when their environments match."""
-    from harness.measure import repeats
-    from harness.measure.fingerprint import fingerprint, mismatches
+    from harness.kernel.measure import repeats
+    from harness.analysis.environment import fingerprint, mismatches
 
     groups: dict[str, list[dict]] = {}
     for r in results:
@@ -111,8 +110,6 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def write_reports(doc: dict, out: Path, formats=("json", "md", "html")) -> list[Path]:
-    from harness.report import markdown
-
     out.mkdir(parents=True, exist_ok=True)
     written = []
     if "json" in formats:
@@ -124,12 +121,7 @@ def write_reports(doc: dict, out: Path, formats=("json", "md", "html")) -> list[
         _atomic_write(p, markdown.render(doc))
         written.append(p)
     if "html" in formats:
-        try:
-            from harness.report import html
-        except ImportError:
-            html = None
-        if html is not None:
-            p = out / "report.html"
-            _atomic_write(p, html.render(doc))
-            written.append(p)
+        p = out / "report.html"
+        _atomic_write(p, html.render(doc))
+        written.append(p)
     return written

@@ -11,7 +11,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from harness.report.markdown import HEADER, summary_rows
+from harness.report.cells import HEADER, summary_rows
 
 E = html.escape
 COLORS = {"pass": "#2e7d32", "fail": "#c62828", "ok": "#2e7d32", "fallback": "#f9a825", "failed": "#c62828",

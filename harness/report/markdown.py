@@ -2,60 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
-
-
-def fmt_ms(v: Optional[float]) -> str:
-    if v is None:
-        return "—"
-    if v >= 100:
-        return f"{v:.0f}"
-    if v >= 10:
-        return f"{v:.1f}"
-    return f"{v:.3f}" if v < 1 else f"{v:.2f}"
-
-
-def fmt_mb(b: Optional[float]) -> str:
-    return "—" if b is None else f"{b / (1024 * 1024):.1f}"
-
-
-def status(r: dict) -> str:
-    e = r.get("error")
-    if e:
-        return f"{e.get('stage')}: {e.get('kind')}"
-    v = r.get("validity") or {}
-    return "ok" if v.get("stable", True) else "ok (unstable)"
-
-
-def summary_rows(results: list[dict]) -> list[list[str]]:
-    rows = []
-    for r in results:
-        t = r.get("timing") or {}
-        m = r.get("memory") or {}
-        p = r.get("placement") or {}
-        rt = r.get("runtime") or {}
-        fb = p.get("cpu_fallback_nodes")
-        rows.append([
-            f"{r['device'].get('profile')}" + (f" ({r['device'].get('id')})" if r["device"].get("id") else ""),
-            r.get("candidate", ""),
-            f"{rt.get('name')} {rt.get('version') or ''} {rt.get('ep')}".replace("  ", " "),
-            fmt_ms(t.get("p50_ms")), fmt_ms(t.get("p90_ms")), fmt_ms(t.get("p99_ms")),
-            str(t.get("n") or "—"), fmt_ms(t.get("load_ms")), fmt_mb(m.get("peak_bytes")),
-            "—" if not p else f"{fb}/{p.get('nodes_total')}",
-            status(r),
-        ])
-    return rows
-
-
-HEADER = ["device", "candidate", "runtime", "p50 ms", "p90 ms", "p99 ms", "n", "load ms", "peak MB",
-          "CPU fallback", "status"]
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    for r in rows:
-        out.append("| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |")
-    return "\n".join(out)
+from harness.report.analysis_md import render_analysis
+from harness.report.cells import HEADER, fmt_ms, summary_rows, table
 
 
 def render(doc: dict) -> str:
@@ -79,7 +27,7 @@ def render(doc: dict) -> str:
                 parts.append(f"- `{r['job']}`: {w}")
         parts.append("")
     parts += _sustained_section(doc) + _repeats_section(doc)
-    extra = _analysis_sections(doc)
+    extra = render_analysis(doc)
     if extra:
         parts.append(extra)
     return "\n".join(parts)
@@ -121,11 +69,3 @@ def _repeats_section(doc: dict) -> list[str]:
 def _one_line(text: str, limit: int = 400) -> str:
     t = " ".join(str(text).split())
     return t if len(t) <= limit else t[: limit - 1] + "…"
-
-
-def _analysis_sections(doc: dict) -> str:
-    try:
-        from harness.report.analysis_md import render_analysis
-    except ImportError:
-        return ""
-    return render_analysis(doc)

@@ -1,33 +1,16 @@
-"""Results store: runs, jobs, attempts and results with raw samples.
+"""Results store: runs, their sessions, jobs, attempts and results with raw
+samples — SQLite (the default, `.harness/results.sqlite` under the working
+folder) or PostgreSQL by URL, one schema and one implementation for both
+(docs/store.md).
 
-`open_store(url)` takes a path or `sqlite:///path`; SQLite is the default
-(`.harness/results.sqlite` under the working directory).
+`open_store(url)` takes a path, `sqlite:///path` or `postgresql://...` and
+refuses a store whose schema revision is not this program's.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
+from harness.store.engine import DEFAULT_STORE, StoreError
+from harness.store.opening import open_store
+from harness.store.store import RunExists, Store
 
-from harness.store.sqlite import SqliteStore
-
-DEFAULT_STORE = Path(".harness") / "results.sqlite"
-
-
-class StoreError(Exception):
-    pass
-
-
-def open_store(url: Optional[str] = None, create: bool = True) -> SqliteStore:
-    if not url:
-        path = Path.cwd() / DEFAULT_STORE
-    elif url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///"):])
-    elif "://" in url:
-        scheme = url.split("://", 1)[0]
-        raise StoreError(f"--store {url}: unsupported scheme {scheme!r} (expected a path or sqlite:///path)")
-    else:
-        path = Path(url)
-    if not create and not path.exists():
-        raise StoreError(f"no results store at {path} (run `harness run` first, or pass --store)")
-    return SqliteStore(path)
+__all__ = ["DEFAULT_STORE", "RunExists", "Store", "StoreError", "open_store"]

@@ -8,7 +8,7 @@ from typing import Optional
 
 import numpy as np
 
-from harness.measure import stats
+from harness.kernel.measure import stats
 
 MiB = 1024 * 1024
 

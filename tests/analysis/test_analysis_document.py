@@ -6,9 +6,10 @@ baseline and a decision; the Markdown and decision line render."""
 import numpy as np
 
 from analysis_kit import config, gap, lat, profile, rec
+from harness.kernel import arrays
 from harness.report.analysis_md import decision_line, render_analysis, render_decision
 from harness.report.document import build_report
-from harness.store.sqlite import SqliteStore, pack_arrays
+from harness.store import open_store
 
 
 def test_analysis_of_a_stored_run_without_reference_outputs(tmp_path):
@@ -17,7 +18,7 @@ def test_analysis_of_a_stored_run_without_reference_outputs(tmp_path):
                   targets=(("onnxruntime-web", "wasm"),))
     cfg = config([lin, web], candidates={"teacher": {"technique": "baseline"},
                                          "q": {"technique": "quantisation", "from": "teacher"}})
-    store = SqliteStore(tmp_path / "s.sqlite")
+    store = open_store(str(tmp_path / "s.sqlite"))
     store.create_run("r", "t", "0", cfg)
     logits = [{"logits": np.array([[0.1, 0.9], [0.7, 0.3]], np.float32)}]
     flipped = [{"logits": np.array([[0.1, 0.9], [0.3, 0.7]], np.float32)}]
@@ -28,7 +29,7 @@ def test_analysis_of_a_stored_run_without_reference_outputs(tmp_path):
             (gap(web, "teacher"), None)]
     for r, outs in rows:
         store.put_result("r", r["job"], r, outs)
-    store.put_blob("r", "probes/q", pack_arrays([{"x": np.zeros((2, 4), np.float32)}]))
+    store.put_blob("r", "probes/q", arrays.pack([{"x": np.zeros((2, 4), np.float32)}]))
     store.finish_run("r", "finished")
     doc = build_report(store, "r")
     store.close()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from analysis_kit import MiB, config, gap, profile, rec
-from harness.analysis import baseline, capacity, coverage, divergence
+from harness.analysis import baseline, student, coverage, divergence
 
 
 def placement(fallback=None, fully=None):
@@ -87,7 +87,7 @@ def test_capacity_arithmetic_from_measured_overhead():
     res = [rec(low, "teacher", peak_mb=300), rec(low, "student", peak_mb=90), rec(mid, "teacher", peak_mb=10)]
     inv = _inventories({"teacher": 200 * MiB, "student": 20 * MiB})
     base = baseline.cohort_baseline(res, config([low, mid]))
-    cap = capacity.student_capacity(res, base, inv, 0.65)
+    cap = student.student_capacity(res, base, inv, 0.65)
     # overheads on the lowest tier: teacher 300-200 = 100 MB, student 90-20 = 70 MB -> the larger, 100 MB
     assert cap["overhead_bytes"] == 100 * MiB and cap["overhead_from"]["candidate"] == "teacher"
     assert [t["fraction"] for t in cap["targets"]] == [0.6, 0.65, 0.7]
@@ -96,21 +96,21 @@ def test_capacity_arithmetic_from_measured_overhead():
     assert cap["params_fp32"] == [int(room60 // 4), int(room70 // 4)]
     assert cap["params_fp16"] == [int(room60 // 2), int(room70 // 2)]
     assert any("= peak 300.0 MB − weights 200.00 MB of teacher on low" in e for e in cap["explanation"])
-    assert capacity.fits(int(room70 // 4), cap) is True and capacity.fits(int(room70 // 4) + 1, cap) is False
+    assert student.fits(int(room70 // 4), cap) is True and student.fits(int(room70 // 4) + 1, cap) is False
 
 
 def test_capacity_without_room_without_budget_and_without_measurement():
     low = profile("low", tier="low", budget=100)
     res = [rec(low, "teacher", peak_mb=120)]
     inv = _inventories({"teacher": 1 * MiB})
-    cap = capacity.student_capacity(res, baseline.cohort_baseline(res, config([low])), inv, 0.65)
+    cap = student.student_capacity(res, baseline.cohort_baseline(res, config([low])), inv, 0.65)
     assert cap["status"] == "no_room" and cap["params_fp32"] == [0, 0]
     assert "overhead alone exceeds" in cap["explanation"][-1]
     nob = profile("nob", tier="low")
     res2 = [rec(nob, "teacher", peak_mb=50)]
-    assert capacity.student_capacity(res2, baseline.cohort_baseline(res2, config([nob])), inv, 0.65)["status"] == "no_budget"
+    assert student.student_capacity(res2, baseline.cohort_baseline(res2, config([nob])), inv, 0.65)["status"] == "no_budget"
     res3 = [gap(low, "teacher")]
-    cap3 = capacity.student_capacity(res3, baseline.cohort_baseline(res3, config([low])), inv, 0.65)
+    cap3 = student.student_capacity(res3, baseline.cohort_baseline(res3, config([low])), inv, 0.65)
     assert cap3["status"] == "unmeasured"
 
 
@@ -118,7 +118,7 @@ def test_capacity_falls_back_to_other_devices_and_says_so():
     low = profile("low", tier="low", budget=1024)
     mid = profile("mid", tier="mid", budget=4096)
     res = [gap(low, "teacher"), rec(mid, "teacher", peak_mb=64)]
-    cap = capacity.student_capacity(res, baseline.cohort_baseline(res, config([low, mid])),
+    cap = student.student_capacity(res, baseline.cohort_baseline(res, config([low, mid])),
                                     _inventories({"teacher": 4 * MiB}), 0.65)
     assert cap["status"] == "ok" and cap["overhead_bytes"] == 60 * MiB
     assert any("not the lowest tier" in e for e in cap["explanation"])

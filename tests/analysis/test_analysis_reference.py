@@ -13,7 +13,8 @@ import modelkit
 from analysis_kit import classifier_set, cohort_file
 from harness import api
 from harness.analysis import reference
-from harness.store.sqlite import SqliteStore
+from harness.controller.prepare import prepare
+from harness.store import open_store
 
 
 def foreign_op(path):
@@ -28,7 +29,7 @@ def foreign_op(path):
 
 @pytest.fixture
 def store(tmp_path):
-    s = SqliteStore(tmp_path / "r.sqlite")
+    s = open_store(str(tmp_path / "r.sqlite"))
     s.create_run("r1", "t", "0", {})
     yield s
     s.close()
@@ -36,7 +37,7 @@ def store(tmp_path):
 
 def test_reference_outputs_inventory_and_failures(tmp_path, store):
     cands = classifier_set(tmp_path / "m")
-    prep = api.prepare(api.RunRequest(cohort=str(cohort_file(tmp_path / "c.yaml")), candidates_file=cands,
+    prep = prepare(api.RunRequest(cohort=str(cohort_file(tmp_path / "c.yaml")), candidates_file=cands,
                                       dims=["batch=8"]))
     metas = reference.store_references(store, "r1", prep)
     assert {m["status"] for m in metas.values()} == {"ok"}
@@ -53,7 +54,7 @@ def test_reference_outputs_inventory_and_failures(tmp_path, store):
 def test_a_model_onnx_runtime_refuses_and_a_hanging_model_are_recorded(tmp_path, store):
     bad = foreign_op(tmp_path / "bad.onnx")
     slow = modelkit.hang(tmp_path / "hang.onnx")
-    prep = api.prepare(api.RunRequest(cohort=str(cohort_file(tmp_path / "c.yaml")),
+    prep = prepare(api.RunRequest(cohort=str(cohort_file(tmp_path / "c.yaml")),
                                       models=[f"bad={bad}", f"hang={slow}"]))
     events = []
     metas = reference.store_references(store, "r1", prep, events.append, timeout_s=3)

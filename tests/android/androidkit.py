@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.base import JobSpec, ModelFile, RuntimeTarget
-from harness.measure.policy import MeasurePolicy
+from agents.contract import JobSpec, ModelFile, RuntimeTarget
+from harness.kernel.measure.policy import MeasurePolicy
 
 QUICK = MeasurePolicy(warmup_runs=2, warmup_s=0.0, min_runs=20, min_s=0.0, max_s=3.0, target_ci=0.0)
 
@@ -33,15 +33,17 @@ def job(job_id: str, serial: str, model: Path, *, ep: str = "cpu", version: str 
 
 
 def install_perf_test(dest_dir, *, debug_node_io: bool = False, needs=("libonnxruntime.so",),
-                      name="onnxruntime_perf_test"):
+                      name="onnxruntime_perf_test", version: str = "1.20", **traits):
     """Write the perf_test stand-in as an executable `name` in dest_dir, with
-    the build traits it pretends to have."""
+    the build traits it pretends to have: the ONNX Runtime release it behaves
+    as (its parser, its output lines), a node-IO dump build, the libraries its
+    linker needs."""
     import sys
     from pathlib import Path
 
     dest = Path(dest_dir) / name
     body = (Path(__file__).resolve().parent / "perf_test_standin.py").read_text()
-    build = {"debug_node_io": debug_node_io, "needs": list(needs)}
+    build = {"debug_node_io": debug_node_io, "needs": list(needs), "version": version, **traits}
     dest.write_text(f"#!{sys.executable}\nBUILD = {build!r}\n{body}")
     dest.chmod(0o755)
     return dest

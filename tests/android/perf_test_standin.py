@@ -3,23 +3,39 @@
 The tests copy this file into a lab folder as `onnxruntime_perf_test` (with a
 shebang and a BUILD line in front) and the Android driver pushes it to the
 test phone like the real binary. It runs the model with the real ONNX
-Runtime (Python) and behaves as the real program does, as read in
-onnxruntime/test/perftest (command_args_parser.cc, main.cc,
-performance_runner.cc, ort_test_session.cc, TestCase.cc):
+Runtime (Python) and behaves as the real program of BUILD["version"] does,
+as read in onnxruntime/test/perftest at that release (command_args_parser.cc,
+main.cc, performance_runner.cc, ort_test_session.cc, posix/utils.cc) and in
+core/platform/posix/env.cc and core/framework/session_state.cc. The release
+trees and the commit that introduced each behaviour are listed in the
+project's notes on the mobile sources; in short:
 
-* flags in abseil style (`-r 5`, `--r=5`, boolean `-v`), positional
-  `model_path [result_file]`; unknown flags end with abseil's error;
-* test data from `test_data_set_*/input_*.pb` beside the model (or `-I`);
-* one warm-up run, then `-m times -r N` or `-m duration -t S`;
-* `-p PREFIX` writes ONNX Runtime's profile `PREFIX_<date>_<time>.json`;
-* `-C "k|v ..."` session config entries, `-x`/`-y` threads, `-o` level;
-* the summary block and per-run result file of recent versions
-  ("Average inference time cost total: ... ms", "P50 Latency: ... s");
+* the parser: getopt up to 1.22 (its option string grows per release: `S`
+  1.13, `T` 1.14, `D Z` 1.15, `C n` and no `b` 1.18, `l` 1.19, `R` 1.20);
+  any failure prints the usage block to stdout and exits 255. From 1.23 the
+  abseil parser: unknown flags and untyped values are abseil's own `ERROR:`
+  lines (exit 1); a value the code rejects prints only
+  `See 'onnxruntime_perf_test --help'.` to stderr (exit 255);
+* `-o 3` (layout) exists from 1.23; `-e qnn|vitisai` from 1.15, `vsinpu`
+  1.19, `webgpu` 1.20; `-C` from 1.18, a token without `|` is silent before
+  1.21 and names the problem from 1.21;
+* the summary: `First inference time cost` from 1.15; from 1.24
+  `Average inference time cost total: %f ms` and the `-v` run lines with
+  submission/total times; the result file is 5 columns of seconds in every
+  release;
+* on Android the intra-op pool is `hardware_concurrency()/2` threads unless
+  `-x` says otherwise, ORT sets no thread affinity, and the CPU figure is
+  divided by that same count (posix/env.cc DefaultNumCores, posix/utils.cc);
+  the online CPUs are read from the test phone's
+  /sys/devices/system/cpu/online;
+* node placement lines go to logcat (AndroidLogSink: tag = category, text
+  " [V:onnxruntime:<logger>, <file:line func>] <message>"), in the wording of
+  the release: before 1.13 `All nodes have been placed on [X].` or
+  ` Provider: [X]: [Op (name), ]`, from 1.13 the `Number of nodes:` lines;
+* `-i` is read only by the EPs that read it at that release; this build has
+  only the CPU EP, which never reads it;
 * errors: exceptions go to stderr and the exit status is 255 (main returns -1);
-* EPs this build lacks fail with "... is not supported in this build";
-* on Android ONNX Runtime logs to logcat (AndroidLogSink: tag = category,
-  text " [V:onnxruntime:<logger>, <file:line func>] <message>"), so logs are
-  written to the test phone's log buffer, not to stderr;
+  EPs this build lacks fail with "... is not supported in this build";
 * a build with onnxruntime_DEBUG_NODE_INPUTS_OUTPUTS=1 (BUILD["debug_node_io"])
   honours the ORT_DEBUG_NODE_IO_* variables and writes `<name>.tensorproto`
   files (debug_node_inputs_outputs_utils.cc); only graph outputs are written
@@ -37,50 +53,253 @@ import sys
 import time
 
 BUILD = globals().get("BUILD") or {}
+VERSION = tuple(int(p) for p in str(BUILD.get("version", "1.20")).split(".")[:2])
 SUPPORTED = {"cpu": "CPUExecutionProvider"}
 NOT_IN_BUILD = {
     "cuda": "CUDA", "dnnl": "DNNL", "tensorrt": "TensorRT", "openvino": "OpenVINO", "qnn": "QNN",
     "snpe": "SNPE", "nnapi": "NNAPI", "coreml": "COREML", "dml": "DML", "acl": "Acl", "armnn": "ArmNN",
     "rocm": "ROCM", "migraphx": "MIGraphX", "xnnpack": "Xnnpack", "vitisai": "VitisAI", "webgpu": "WebGPU",
+    "vsinpu": "VSINPU", "nvtensorrtrtx": "NvTensorRTRTX",
 }
-VALUE_FLAGS = set("fFmerptxycdouiSTCRb") | {"plugin_ep_libs", "plugin_eps", "plugin_ep_options", "select_ep_devices"}
-BOOL_FLAGS = set("AMsvIPqzDZnlgX") | {"list_ep_devices"}
+# -e names command_args_parser.cc accepts, by the release that added them.
+EP_SINCE = {"qnn": (1, 15), "vitisai": (1, 15), "vsinpu": (1, 19), "webgpu": (1, 20), "nvtensorrtrtx": (1, 23)}
 SESSION_CC = "/onnxruntime_src/onnxruntime/test/perftest/ort_test_session.cc"
 
 
-def usage() -> None:
-    print("onnxruntime_perf_test [options...] model_path [result_file]\n\n"
-          "Note: Options may be specified with either a single dash(-option) or a double dash(--option)."
-          "Both forms are accepted and treated identically.\n\nOptions:")
+class Reject(Exception):
+    """ParseArguments returned false."""
 
 
-def parse(argv):
-    flags, positional = {}, []
-    i = 0
+# -- the command line -----------------------------------------------------------------
+def getopt_string():
+    s = "m:e:r:t:p:x:y:c:d:o:u:i:f:F:"
+    if VERSION < (1, 18):
+        s = "b:" + s
+    if VERSION >= (1, 13):
+        s += "S:"
+    if VERSION >= (1, 14):
+        s += "T:"
+    if VERSION >= (1, 18):
+        s += "C:"
+    s += "AMPI"
+    if VERSION >= (1, 15):
+        s += "DZ"
+    s += "vhsqz"
+    if VERSION >= (1, 18):
+        s += "n"
+    if VERSION >= (1, 19):
+        s += "l"
+    if VERSION >= (1, 20):
+        s += "R:"
+    return s
+
+
+def getopt_usage():
+    # CommandLineParser::ShowUsage(): printf to stdout (first lines).
+    print("perf_test [options...] model_path [result_file]\nOptions:\n"
+          "\t-m [test_mode]: Specifies the test mode. Value could be 'duration' or 'times'.")
+
+
+def parse_getopt(argv):
+    """OpenBSD getopt, as bionic has it (permuting, clustered flags)."""
+    spec = getopt_string()
+    takes = {c for i, c in enumerate(spec) if c != ":" and i + 1 < len(spec) and spec[i + 1] == ":"}
+    known = {c for c in spec if c != ":"}
+    flags, positional, i = [], [], 0
     while i < len(argv):
         a = argv[i]
         if a == "--":
             positional.extend(argv[i + 1:])
             break
-        if a.startswith("-") and len(a) > 1:
-            name, eq, value = a.lstrip("-").partition("=")
-            if name in BOOL_FLAGS:
-                flags[name] = value not in ("false", "0") if eq else True
-            elif name in VALUE_FLAGS:
-                if not eq:
+        if not a.startswith("-") or a == "-":
+            positional.append(a)
+            i += 1
+            continue
+        j = 1
+        while j < len(a):
+            c = a[j]
+            if c not in known:
+                sys.stderr.write(f"onnxruntime_perf_test: unknown option -- {c}\n")
+                raise Reject()
+            if c in takes:
+                value = a[j + 1:]
+                if not value:
                     i += 1
                     if i >= len(argv):
-                        print(f"ERROR: Missing the value for the flag '{name}'", file=sys.stderr)
-                        sys.exit(1)
+                        sys.stderr.write(f"onnxruntime_perf_test: option requires an argument -- {c}\n")
+                        raise Reject()
                     value = argv[i]
-                flags[name] = value
-            else:
-                print(f"ERROR: Unknown command line flag '{name}'", file=sys.stderr)
-                sys.exit(1)
-        else:
-            positional.append(a)
+                flags.append((c, value))
+                break
+            flags.append((c, ""))
+            j += 1
         i += 1
     return flags, positional
+
+
+ABSL_VALUE = {"f": str, "F": str, "m": str, "e": str, "r": int, "t": int, "p": str, "x": int, "y": int, "c": int,
+              "d": int, "o": int, "u": str, "i": str, "S": int, "T": str, "C": str, "R": str, "opt_data": str,
+              "plugin_ep_libs": str, "plugin_eps": str, "plugin_ep_options": str, "select_ep_devices": str,
+              "filter_ep_devices": str, "compile_model_path": str, "shrink_arena_between_runs": str,
+              "enable_cuda_mempool": str, "opt_weight_min_size": int}
+ABSL_BOOL = set("AMsvIPqzDZnlgXh") | {"list_ep_devices", "compile_ep_context", "compile_binary_embed", "compile_only",
+                                      "opt_save_prepacks"}
+
+
+def parse_absl(argv):
+    """absl::ParseCommandLine: `-name value`, `-name=value`, `--name`; unknown
+    names and untyped values end the program with abseil's own lines."""
+    flags, positional, errors, i = [], [], [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            positional.extend(argv[i + 1:])
+            break
+        if not a.startswith("-") or a == "-":
+            positional.append(a)
+            i += 1
+            continue
+        name, eq, value = a.lstrip("-").partition("=")
+        if BUILD.get("absl_strip_names") or (name not in ABSL_VALUE and name not in ABSL_BOOL):
+            errors.append(f"Unknown command line flag '{name}'")
+        elif name in ABSL_BOOL:
+            flags.append((name, "0" if eq and value in ("false", "0") else "1"))
+        else:
+            if not eq:
+                if i + 1 >= len(argv):
+                    errors.append(f"Missing the value for the flag '{name}'")
+                    break
+                i += 1
+                value = argv[i]
+            if ABSL_VALUE[name] is int and not re.fullmatch(r"[-+]?\d+", value):
+                errors.append(f"Illegal value '{value}' specified for flag '{name}'")
+            flags.append((name, value))
+        i += 1
+    if errors:
+        for e in errors:
+            sys.stderr.write(f"ERROR: {e}\n")
+        if BUILD.get("absl_strip_names"):
+            sys.stderr.write("ERROR: NOTE: command line flags are disabled in this build\n")
+        sys.stderr.flush()
+        sys.exit(1)
+    return flags, positional
+
+
+def strtol(text):
+    m = re.match(r"\s*([-+]?\d+)", text)
+    return int(m.group(1)) if m else 0
+
+
+def session_entries(text):
+    """ParseSessionConfigs: 1.18-1.20 return false on a bad token; from 1.21
+    strings_helper.cc throws and the parser names it on stderr."""
+    out = {}
+    for token in text.split():
+        key, sep, value = token.partition("|")
+        if not sep or not key or not value or key in out:
+            if VERSION >= (1, 21):
+                sys.stderr.write("Error parsing session configuration entries: "
+                                 + ("Use a '|' to separate the key and value for the run-time option you are trying "
+                                    "to use.\n" if key not in out else f"Specified duplicate session configuration "
+                                                                         f"entry: {key}\n"))
+            raise Reject()
+        out[key] = value
+    return out
+
+
+def configure(flags, positional):
+    """ParseArguments' checks on the values; Reject where it returns false."""
+    cfg = {"mode": "duration", "repeated": 1000, "duration": 600, "ep": "cpu", "x": 0, "y": 0, "o": 99,
+           "session": {}, "verbose": False, "stats": False, "profile": "", "I": False, "S": -1, "i": ""}
+    for name, value in flags:
+        if name == "m":
+            if value not in ("duration", "times"):
+                raise Reject()
+            cfg["mode"] = value
+        elif name == "e":
+            if value not in SUPPORTED and value not in NOT_IN_BUILD or VERSION < EP_SINCE.get(value, (0, 0)):
+                raise Reject()
+            cfg["ep"] = value
+        elif name == "r":
+            cfg["repeated"] = strtol(value)
+            if cfg["repeated"] <= 0:
+                raise Reject()
+            cfg["mode"] = "times"
+        elif name == "t":
+            cfg["duration"] = strtol(value)
+            if VERSION >= (1, 23) and cfg["duration"] <= 0:
+                raise Reject()
+            cfg["mode"] = "duration"
+        elif name in ("x", "y"):
+            cfg[name] = strtol(value)
+            if cfg[name] < 0:
+                raise Reject()
+        elif name == "c":
+            if strtol(value) <= 0:
+                raise Reject()
+        elif name == "o":
+            level = strtol(value)
+            allowed = {0, 1, 2, 99} | ({3} if VERSION >= (1, 23) else set())
+            if level not in allowed and level <= 99:
+                raise Reject()
+            cfg["o"] = min(level, 99)
+        elif name == "C":
+            cfg["session"] = session_entries(value)
+        elif name == "v":
+            cfg["verbose"] = value == "1" if VERSION >= (1, 23) else True
+        elif name == "s":
+            cfg["stats"] = True
+        elif name == "p":
+            cfg["profile"] = value
+        elif name == "I":
+            cfg["I"] = True
+        elif name == "S":
+            cfg["S"] = strtol(value)
+        elif name == "i":
+            cfg["i"] = value
+        elif name == "h":
+            raise Reject()
+    if len(positional) not in (1, 2):
+        raise Reject()
+    cfg["model"] = positional[0]
+    cfg["result_file"] = positional[1] if len(positional) == 2 else None
+    cfg["stats"] = cfg["stats"] or cfg["result_file"] is None
+    return cfg
+
+
+def parse(argv):
+    try:
+        if VERSION >= (1, 23):
+            return configure(*parse_absl(argv))
+        return configure(*parse_getopt(argv))
+    except Reject:
+        sys.stdout.flush()
+        if VERSION >= (1, 23):
+            sys.stderr.write("See 'onnxruntime_perf_test --help'.")  # main.cc: no newline
+        else:
+            getopt_usage()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(255)
+
+
+# -- the phone -------------------------------------------------------------------------
+def phone_path(path):
+    root = os.environ.get("PHONE_ROOT", "")
+    return os.path.join(root, path.lstrip("/")) if root else path
+
+
+def online_cpus():
+    """What hardware_concurrency() counts: the online CPUs, not the taskset mask."""
+    try:
+        text = open(phone_path("/sys/devices/system/cpu/online")).read().strip()
+    except OSError:
+        return os.cpu_count() or 1
+    n = 0
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        n += int(hi or lo) - int(lo) + 1
+    return n
 
 
 class Liblog:
@@ -100,6 +319,30 @@ class Liblog:
 
 
 _CLOG = re.compile(r"^\S+ \S+ \[([VIWEF]):([^:\]]*):([^,\]]*), ([^\]]*)\] (.*)$")
+_PLACED = re.compile(r"^ (All nodes|Node\(s\)) placed on \[(\w+)\]\. Number of nodes: \d+$")
+
+
+def legacy_placement(entries):
+    """The placement block as session_state.cc printed it before 1.13."""
+    out, i = [], 0
+    while i < len(entries):
+        sev, cat, logger, where, msg = entries[i]
+        m = _PLACED.match(msg)
+        if not m:
+            out.append(entries[i])
+            i += 1
+            continue
+        nodes = []
+        i += 1
+        while i < len(entries) and entries[i][4].startswith("  ") and not _PLACED.match(entries[i][4]):
+            nodes.append(entries[i][4].strip())
+            i += 1
+        if m.group(1) == "All nodes":
+            out.append((sev, cat, logger, where, f"All nodes have been placed on [{m.group(2)}]."))
+        else:
+            out.append((sev, cat, logger, where, f" Provider: [{m.group(2)}]: [" + "".join(n + ", " for n in nodes)
+                        + "]"))
+    return out
 
 
 class Fd2ToLogcat:
@@ -121,15 +364,21 @@ class Fd2ToLogcat:
         sys.stderr.flush()
         os.dup2(self.saved, 2)
         os.close(self.saved)
+        entries, plain = [], []
         with open(self.tmp, encoding="utf-8", errors="replace") as fh:
             for line in fh:
                 m = _CLOG.match(line.rstrip("\n"))
                 if m:
-                    sev, cat, logger, where, msg = m.groups()
-                    self.log.write(sev, cat or "onnxruntime", f" [{sev}:{cat}:{logger}, {where}] {msg}\n")
+                    entries.append(m.groups())
                 elif line.strip():
-                    self.log.write("I", "onnxruntime", line)
+                    plain.append(line)
         os.unlink(self.tmp)
+        if VERSION < (1, 13):
+            entries = legacy_placement(entries)
+        for sev, cat, logger, where, msg in entries:
+            self.log.write(sev, cat or "onnxruntime", f" [{sev}:{cat}:{logger}, {where}] {msg}\n")
+        for line in plain:
+            self.log.write("I", "onnxruntime", line)
         return False
 
 
@@ -235,60 +484,42 @@ class NodeIoDump:
                 fh.write(numpy_helper.from_array(value, name).SerializeToString())
 
 
+def g(x):
+    return format(x, "g")  # C++ ostream's default formatting of a double
+
+
 def main(argv) -> int:
     check_linker()
-    flags, positional = parse(argv)
-    mode = flags.get("m", "duration")
-    if mode not in ("duration", "times") or len(positional) not in (1, 2):
-        usage()
-        return 255
-    repeated, duration = 1000, 600
-    if "r" in flags:
-        repeated = int(flags["r"])
-        if repeated <= 0:
-            usage()
-            return 255
-        mode = "times"
-    if "t" in flags:
-        duration = int(flags["t"])
-        if duration <= 0:
-            usage()
-            return 255
-        mode = "duration"
-    model_path = positional[0]
-    result_file = positional[1] if len(positional) == 2 else None
-    dump_stats = bool(flags.get("s")) or result_file is None
-    ep = flags.get("e", "cpu")
-    if ep not in SUPPORTED and ep not in NOT_IN_BUILD:
-        usage()
-        return 255
+    cfg = parse(argv)
+    ep = cfg["ep"]
 
     import onnxruntime as ort
 
     log = Liblog()
-    verbose = bool(flags.get("v"))
+    verbose = cfg["verbose"]
     ort.set_default_logger_severity(0 if verbose else 2)
     so = ort.SessionOptions()
     so.log_severity_level = 0 if verbose else 2
     if verbose:
         so.log_verbosity_level = 0
-    if int(flags.get("x", 0)) > 0:
-        print(f"Setting intra_op_num_threads to {int(flags['x'])}")
-        so.intra_op_num_threads = int(flags["x"])
-    level = int(flags.get("o", 99))
+    # posix/env.cc: on Android the default pool is hardware_concurrency()/2.
+    pool = max(1, online_cpus() // 2)
+    if cfg["x"] > 0:
+        print(f"Setting intra_op_num_threads to {cfg['x']}")
+        so.intra_op_num_threads = cfg["x"]
+    else:
+        so.intra_op_num_threads = pool
     so.graph_optimization_level = {0: ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
                                    1: ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-                                   2: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED}.get(
-        level, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
-    for pair in flags.get("C", "").split():
-        key, sep, value = pair.partition("|")
-        if not sep or not key or not value:
-            fail("Error parsing session configuration entries: Use a '|' to separate the key and value for the "
-                 "run-time option you are trying to use.")
+                                   2: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                                   3: ort.GraphOptimizationLevel.ORT_ENABLE_LAYOUT}.get(
+        cfg["o"], ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    for key, value in cfg["session"].items():
         so.add_session_config_entry(key, value)
-    if flags.get("p"):
+    if cfg["profile"]:
         so.enable_profiling = True
-        so.profile_file_prefix = flags["p"]
+        so.profile_file_prefix = cfg["profile"]
+    model_path = cfg["model"]
     tmpdir = os.path.dirname(os.path.abspath(model_path))
 
     if ep in NOT_IN_BUILD:
@@ -296,7 +527,7 @@ def main(argv) -> int:
              f"(Ort::Env&, std::random_device&, const onnxruntime::perftest::PerformanceTestConfig&, "
              f"const TestModelInfo&) {NOT_IN_BUILD[ep]} is not supported in this build\n")
     providers = [SUPPORTED[ep]]
-    if ep == "cpu" and "session.disable_cpu_ep_fallback|1" in flags.get("C", "").split() \
+    if ep == "cpu" and cfg["session"].get("session.disable_cpu_ep_fallback") == "1" \
             and "AzureExecutionProvider" in ort.get_available_providers():
         # perf_test appends no EP for `-e cpu`, so the CPU EP is only ONNX
         # Runtime's default one; the Python API cannot leave the list empty,
@@ -312,8 +543,8 @@ def main(argv) -> int:
     input_names = [i.name for i in sess.get_inputs()]
     output_names = [o.name for o in sess.get_outputs()]
 
-    if flags.get("I"):
-        data = [generated_inputs(sess, int(flags.get("S", -1)))]
+    if cfg["I"]:
+        data = [generated_inputs(sess, cfg["S"])]
         case_name = os.path.basename(os.path.dirname(os.path.abspath(model_path)))
     else:
         data, case_name = load_test_data(model_path, input_names)
@@ -333,30 +564,37 @@ def main(argv) -> int:
         fail(str(exc))
     rng = random.Random()
 
-    def one_run():
+    def one_run(warmup=False):
         feed = data[rng.randrange(len(data))]
         start = time.perf_counter()
         values = sess.run(None, feed)
         cost = time.perf_counter() - start
         dump.after_run(output_names, values)
+        if verbose and not warmup:
+            n = len(costs) + 1
+            if VERSION >= (1, 24):
+                print(f"iteration:{n},time_cost_submission:{g(cost)},time_cost_total:{g(cost)}")
+            else:
+                print(f"iteration:{n},time_cost:{g(cost)}")
         return cost
 
+    costs = []
     try:
         with Fd2ToLogcat(log, tmpdir):
             w0 = time.perf_counter()
-            one_run()
+            one_run(warmup=True)
             first_ms = int((time.perf_counter() - w0) * 1000)
-            costs = []
             cpu0, start = time.process_time(), time.perf_counter()
-            if mode == "times":
-                for _ in range(repeated):
+            if cfg["mode"] == "times":
+                for _ in range(cfg["repeated"]):
                     costs.append(one_run())
             else:
-                while time.perf_counter() - start < duration:
+                while time.perf_counter() - start < cfg["duration"]:
                     costs.append(one_run())
             run_time = time.perf_counter() - start
-            cpu_pct = int((time.process_time() - cpu0) / max(run_time, 1e-9) / (os.cpu_count() or 1) * 100)
-            if flags.get("p"):
+            # posix/utils.cc: divided by GetNumPhysicalCpuCores(), ncpus/2 on Android.
+            cpu_pct = int((time.process_time() - cpu0) / max(run_time, 1e-9) / pool * 100)
+            if cfg["profile"]:
                 sess.end_profiling()
             sess = None  # destroyed here so its last log lines go to logcat too
     except Exception as exc:
@@ -364,33 +602,35 @@ def main(argv) -> int:
         return 255
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     total = sum(costs)
-    g = lambda x: format(x, "g")  # C++ ostream's default formatting of a double
-    print(f"Session creation time cost: {g(created)} s")
-    print(f"First inference time cost: {first_ms} ms")
-    print(f"Total inference time cost: {g(total)} s")
-    print(f"Total inference requests: {len(costs)}")
-    print(f"Average inference time cost total: {total / len(costs) * 1000:f} ms")
-    print(f"Total inference run time: {g(run_time)} s")
-    print(f"Number of inferences per second: {g(len(costs) / run_time)}")
-    print(f"Avg CPU usage: {cpu_pct} %")
-    print(f"Peak working set size: {peak} bytes")
-    have_file = result_file is not None
-    if have_file:
+    lines = [f"Session creation time cost: {g(created)} s"]
+    if VERSION >= (1, 15):
+        lines.append(f"First inference time cost: {first_ms} ms")
+    lines += [f"Total inference time cost: {g(total)} s", f"Total inference requests: {len(costs)}"]
+    if VERSION >= (1, 24):
+        lines.append(f"Average inference time cost total: {total / len(costs) * 1000:f} ms")
+    else:
+        lines.append(f"Average inference time cost: {g(total / len(costs) * 1000)} ms")
+    lines += [f"Total inference run time: {g(run_time)} s",
+              f"Number of inferences per second: {g(len(costs) / run_time)} ",
+              f"Avg CPU usage: {cpu_pct} %", f"Peak working set size: {peak} bytes"]
+    print("\n".join(lines))
+    result_file = cfg["result_file"]
+    if result_file is not None:
         with open(result_file, "a") as fh:
             for i, c in enumerate(costs):
                 fh.write(f"{case_name},{g(c)},{peak},{cpu_pct},{i}\n")
     else:
         print(f"Avg CPU usage:{cpu_pct}\nPeak working set size:{peak}\nRuns:{len(costs)}")
-    if costs and dump_stats:
+    if costs and cfg["stats"]:
         s = sorted(costs)
         n = len(s)
-        lines = [f"Min Latency: {g(s[0])} s", f"Max Latency: {g(s[-1])} s"]
+        stats = [f"Min Latency: {g(s[0])} s", f"Max Latency: {g(s[-1])} s"]
         for label, q in (("P50", 0.5), ("P90", 0.9), ("P95", 0.95), ("P99", 0.99), ("P999", 0.999)):
-            lines.append(f"{label} Latency: {g(s[int(n * q)])} s")
-        if have_file:
+            stats.append(f"{label} Latency: {g(s[int(n * q)])} s")
+        if result_file is not None:
             with open(result_file, "a") as fh:
-                fh.write("\n" + "\n".join(lines) + "\n")
-        print("\n".join(lines))
+                fh.write("\n" + "\n".join(stats) + "\n")
+        print("\n".join(stats))
     sys.stdout.flush()
     return 0
 

@@ -206,6 +206,7 @@ def build_phone(root: Path, props: dict[str, str], *, mem_total_kb: int = 783324
         (f / "cpuinfo_max_freq").write_text(f"{khz}\n")
         (f / "scaling_governor").write_text("schedutil\n")
     (cpu_dir / "possible").write_text(f"0-{len(cpu_max_khz) - 1}\n")
+    (cpu_dir / "online").write_text(f"0-{len(cpu_max_khz) - 1}\n")  # what hardware_concurrency() counts
     zone = root / "sys" / "class" / "thermal" / "thermal_zone0"
     zone.mkdir(parents=True, exist_ok=True)
     (zone / "type").write_text("cpu-1-0-usr\n")

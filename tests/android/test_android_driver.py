@@ -13,7 +13,7 @@ import androidkit
 import phone as phone_mod
 from agents.android import create
 from androidkit import QUICK, driver_config, job, runner_config
-from harness.measure.policy import MeasurePolicy
+from harness.kernel.measure.policy import MeasurePolicy
 
 LONG = MeasurePolicy(warmup_runs=1, warmup_s=0.0, min_runs=10, min_s=30.0, max_s=60.0, target_ci=0.0)
 

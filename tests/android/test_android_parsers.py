@@ -7,7 +7,7 @@ import math
 import pytest
 
 from agents.android import batches, config, facts, perftest
-from harness.measure.policy import MeasurePolicy
+from harness.kernel.measure.policy import MeasurePolicy
 
 # Summary blocks in the layouts of performance_runner.cc over the years
 # (numbers are this test's own).
@@ -337,7 +337,7 @@ def test_shipped_android_profiles_match_the_phones_they_name():
 
     import phone as phone_mod
     from harness.config.resolve import PROJECT_PROFILES, load_profile_file
-    from harness.controller.plan import AgentDevice, device_matches
+    from harness.controller.planner import AgentDevice, device_matches
 
     def dev(props):
         return AgentDevice("lab", "android:x", "android", "android", facts.device_facts(props, "", "x"), ())

@@ -11,9 +11,9 @@ import psutil
 import pytest
 
 import browserkit as kit
-from harness import wire
 from harness._proto.v1 import agent_pb2 as pb
-from harness.measure.policy import MeasurePolicy
+from harness.kernel import wire
+from harness.kernel.measure.policy import MeasurePolicy
 
 QUICK = MeasurePolicy(warmup_runs=2, warmup_s=0, min_runs=10, min_s=0, max_s=5, target_ci=0)
 # Far longer than the test lets the job live.

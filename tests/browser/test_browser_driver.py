@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import browserkit as kit
-from agents.base import JobSpec, ModelFile, RuntimeTarget
-from harness.measure.policy import MeasurePolicy
+from agents.contract import JobSpec, ModelFile, RuntimeTarget
+from harness.kernel.measure.policy import MeasurePolicy
 
 # Small on purpose: the WebGPU adapter here is a software one (slow).
 SMALL = MeasurePolicy(warmup_runs=2, warmup_s=0, min_runs=5, min_s=0, max_s=5, target_ci=0)

@@ -14,12 +14,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import modelkit
 from agents.server import AgentConfig, start
-from labkit import harness_cli
-from harness import wire
 from harness._proto.v1 import agent_pb2 as pb
 from harness.controller import client as client_mod
 from harness.controller.client import AgentClient, AgentError, Credentials
-from harness.measure.policy import MeasurePolicy
+from harness.kernel import wire
+from harness.kernel.measure.policy import MeasurePolicy
+from labkit import harness_cli
 
 
 class Recorder(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,

@@ -12,10 +12,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import modelkit
-from labkit import c_compiler
-from harness import wire
 from harness._proto.v1 import agent_pb2 as pb
-from harness.measure.policy import MeasurePolicy
+from harness.kernel import wire
+from harness.kernel.measure.policy import MeasurePolicy
+from labkit import c_compiler
 
 QUICK = MeasurePolicy(warmup_runs=2, warmup_s=0, min_runs=30, min_s=0, max_s=5, target_ci=0)
 

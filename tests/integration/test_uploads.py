@@ -9,9 +9,9 @@ import grpc
 import pytest
 
 from agents.server import AgentConfig, start
-from harness import limits
 from harness._proto.v1 import agent_pb2 as pb
 from harness.controller.client import AgentClient
+from harness.kernel import limits
 
 
 def sha(data: bytes) -> str:

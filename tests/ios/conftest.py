@@ -17,7 +17,7 @@ def pytest_collection_modifyitems(config, items):
     if sys.platform == "darwin":
         return
     skip = pytest.mark.skip(reason=f"needs macOS with Core ML and the Xcode command line tools (this host runs "
-                                   f"{platform.system()}); see the README section 'iOS and the Mac: Core ML' for running them on a lab Mac")
+                                   f"{platform.system()}); see docs/platforms/ios-mac.md for running them on a lab Mac")
     for item in items:
         if "mac" in item.keywords and HERE in Path(str(item.fspath)).resolve().parents:
             item.add_marker(skip)

@@ -70,7 +70,7 @@ def save_onnx(model, path: Path) -> Path:
 
 def to_mlpackage(model, path: Path, precision: str = "fp16", target: Optional[str] = "iOS16") -> Path:
     """Through the convert command's own functions (the same path as the CLI)."""
-    from harness.commands.convert import check_options, convert
+    from harness.coreml_convert import check_options, convert
 
     ts = save_torchscript(model, path.with_suffix(".ts"))
     plan = check_options(ts, path, precision, target, [f"x={'x'.join(map(str, INPUT_SHAPE))}"], ["y"], "fp32", True)

@@ -46,7 +46,7 @@ def run_cli():
 
 
 def test_converted_package_spec_lists_ops_precision_inputs_and_params(tiny):
-    from harness.coreml_spec import inspect_coreml
+    from harness.kernel.coreml_spec import inspect_coreml
 
     spec = inspect_coreml(tiny["mlpackage"])
     assert spec.model_type == "mlProgram"
@@ -157,8 +157,8 @@ def test_not_a_torch_file_is_refused(tmp_path, run_cli):
 
 
 def test_unreadable_package_is_a_model_error(tmp_path):
-    from harness.coreml_spec import inspect_coreml
-    from harness.models import ModelError
+    from harness.kernel.coreml_spec import inspect_coreml
+    from harness.kernel.modelfile import ModelError
 
     bad = tmp_path / "bad.mlpackage"
     bad.mkdir()
@@ -172,7 +172,7 @@ def test_unreadable_package_is_a_model_error(tmp_path):
 def test_compressed_weights_report_their_storage_precision(tmp_path, net):
     import coremltools.optimize.coreml as cto
 
-    from harness.coreml_spec import inspect_spec, quiet_coremltools
+    from harness.kernel.coreml_spec import inspect_spec, quiet_coremltools
 
     with quiet_coremltools():
         import coremltools as ct

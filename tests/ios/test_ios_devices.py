@@ -116,9 +116,9 @@ def test_a_failing_devicectl_is_a_note_on_the_mac_not_a_lost_inventory(tmp_path)
 
 def test_shipped_profiles_match_the_devices_they_describe(tmp_path):
     from harness.config.resolve import PROJECT_PROFILES, load_profile_file
-    from harness.controller.agents import devices_from_describe
-    from harness.controller.plan import device_matches, runtime_for
-    from harness.wire import DEVICE_STATE_TO_PB
+    from harness.controller.connect import devices_from_describe
+    from harness.controller.planner import device_matches, runtime_for
+    from harness.kernel.wire import DEVICE_STATE_TO_PB
     from harness._proto.v1 import agent_pb2 as pb
 
     pro = ioskit.phone(udid="00008110-0PRO", product="iPhone14,2", marketing="iPhone 13 Pro")

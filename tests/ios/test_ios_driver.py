@@ -23,7 +23,7 @@ def lab(tiny, tmp_path_factory):
 
     import agents.ios
     from harness.artefacts import zip_package
-    from harness.models import sha256_file
+    from harness.kernel.modelfile import sha256_file
 
     d = tmp_path_factory.mktemp("lab")
     os.environ["HARNESS_CACHE"] = str(d / "cache")
@@ -47,8 +47,8 @@ def lab(tiny, tmp_path_factory):
 
 
 def _job(lab, device, ep="all", runtime="coreml", models=None, probes=None):
-    from agents.base import JobSpec, ModelFile, RuntimeTarget
-    from harness.measure.policy import MeasurePolicy
+    from agents.contract import JobSpec, ModelFile, RuntimeTarget
+    from harness.kernel.measure.policy import MeasurePolicy
 
     models = models or (ModelFile(lab["digest"], "mlpackage.zip", lab["zip"]),)
     return JobSpec(f"job-{device}-{ep}", device, models, RuntimeTarget(runtime, "", ep), MeasurePolicy(**POLICY),
@@ -102,7 +102,7 @@ def test_phone_reports_what_it_could_not_measure(lab):
 
 
 def test_refusals_are_results_not_exceptions(lab, tmp_path):
-    from agents.base import ModelFile
+    from agents.contract import ModelFile
 
     sim = "sim-8C1F4C2E-5B7A-4D3C-9E21-0A1B2C3D4E5F"
     res, _ = _run(lab, _job(lab, sim, ep="cpu_and_ne"))
@@ -123,8 +123,8 @@ def test_refusals_are_results_not_exceptions(lab, tmp_path):
 
 
 def test_onnx_runtime_on_the_mac_runs_as_the_host_driver_does(lab, tiny):
-    from agents.base import ModelFile
-    from harness.models import sha256_file
+    from agents.contract import ModelFile
+    from harness.kernel.modelfile import sha256_file
 
     onnx = tiny["onnx"]
     res, _ = _run(lab, _job(lab, "mac", runtime="onnxruntime", ep="cpu",

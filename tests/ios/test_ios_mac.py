@@ -28,10 +28,10 @@ def mac(tiny, tmp_path_factory):
 def _job(tiny, device, ep, probes):
     import os
 
-    from agents.base import JobSpec, ModelFile, RuntimeTarget
+    from agents.contract import JobSpec, ModelFile, RuntimeTarget
     from harness.artefacts import zip_package
-    from harness.measure.policy import MeasurePolicy
-    from harness.models import sha256_file
+    from harness.kernel.measure.policy import MeasurePolicy
+    from harness.kernel.modelfile import sha256_file
 
     os.environ.setdefault("HARNESS_CACHE", str(tiny["folder"] / "cache"))
     packed = zip_package(tiny["mlpackage"])

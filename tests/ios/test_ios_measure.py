@@ -22,7 +22,7 @@ def _session(tiny, tmp_path, **rec):
 
 def test_stop_rule_decides_how_many_samples_and_which(tiny, tmp_path):
     from agents.ios.measure import measure
-    from harness.measure.policy import MeasurePolicy
+    from harness.kernel.measure.policy import MeasurePolicy
 
     session, probes, outs = _session(tiny, tmp_path)
     events = []
@@ -49,7 +49,7 @@ def test_stop_rule_decides_how_many_samples_and_which(tiny, tmp_path):
 
 def test_wall_clock_when_the_session_reports_no_durations(tiny, tmp_path):
     from agents.ios.measure import measure
-    from harness.measure.policy import MeasurePolicy
+    from harness.kernel.measure.policy import MeasurePolicy
 
     session, probes, _ = _session(tiny, tmp_path, predict_ms=[])
     ticks = iter(range(0, 10_000))
@@ -61,7 +61,7 @@ def test_wall_clock_when_the_session_reports_no_durations(tiny, tmp_path):
 
 def test_device_errors_are_job_failures_with_their_stage(tiny, tmp_path):
     from agents.ios.measure import JobFailed, measure
-    from harness.measure.policy import MeasurePolicy
+    from harness.kernel.measure.policy import MeasurePolicy
 
     policy = MeasurePolicy(warmup_runs=1, warmup_s=0, min_runs=2, min_s=0, max_s=5, target_ci=0)
     session, _, _ = _session(tiny, tmp_path)
@@ -82,7 +82,7 @@ def test_device_errors_are_job_failures_with_their_stage(tiny, tmp_path):
 
 def test_probe_tensors_are_matched_by_name_and_cast_to_declared_dtype():
     from agents.ios.measure import JobFailed, build_feed
-    from harness.models import TensorSpec
+    from harness.kernel.modelfile import TensorSpec
 
     notes: list[str] = []
     feed = build_feed([TensorSpec("x", "float16", (1, 4)), TensorSpec("ids", "int32", (1, 2))],

@@ -89,10 +89,10 @@ def test_a_plan_with_no_device_usage_is_no_placement():
 def ort_placement(tmp_path_factory):
     """A real ONNX Runtime placement: the host driver on an ONNX model built here."""
     import modelkit
-    from agents.base import JobSpec, ModelFile, RuntimeTarget
+    from agents.contract import JobSpec, ModelFile, RuntimeTarget
     from agents.host.driver import HostDriver
-    from harness.measure.policy import MeasurePolicy
-    from harness.models import sha256_file
+    from harness.kernel.measure.policy import MeasurePolicy
+    from harness.kernel.modelfile import sha256_file
 
     d = tmp_path_factory.mktemp("ort")
     path = modelkit.mlp(d / "m.onnx", batch=1)
@@ -107,9 +107,10 @@ def ort_placement(tmp_path_factory):
 
 
 def test_plan_placement_has_onnx_runtimes_fields_and_meaning(ort_placement):
-    from agents.base import CPU_EPS, Placement
+    from agents.contract import Placement
+    from harness.kernel.eps import CPU_EPS
     from agents.ios.computeplan import placement_from_plan, plan_ops
-    from harness import wire
+    from harness.kernel import wire
 
     plan = placement_from_plan(plan_ops(_plan(ioskit.TINY_PLAN_ALL)), "all")
     assert type(plan) is type(ort_placement) is Placement
@@ -125,7 +126,7 @@ def test_plan_placement_has_onnx_runtimes_fields_and_meaning(ort_placement):
         assert list(p.nodes_by_ep) == sorted(p.nodes_by_ep)
     # Both travel the same wire message and come back the same.
     for p in (plan, ort_placement):
-        from agents.base import DriverResult
+        from agents.contract import DriverResult
 
         back = wire.result_from_pb(wire.result_to_pb(DriverResult(placement=p), "d", 0, 0))["placement"]
         assert back == dataclasses.asdict(p)

@@ -16,8 +16,8 @@ SIM = "com.apple.CoreSimulator.SimRuntime.iOS-17-4"
 
 def _inventory(driver):
     from harness._proto.v1 import agent_pb2 as pb
-    from harness.controller.agents import devices_from_describe
-    from harness.wire import DEVICE_STATE_TO_PB
+    from harness.controller.connect import devices_from_describe
+    from harness.kernel.wire import DEVICE_STATE_TO_PB
 
     return devices_from_describe("lab-mac", pb.DescribeResponse(devices=[pb.Device(
         id=f"ios:{d.local_id}", driver="ios", platform=d.platform, facts=dict(d.facts),
@@ -29,8 +29,8 @@ def _inventory(driver):
 def test_planner_gives_onnx_only_candidates_a_needs_artefact_gap(tmp_path):
     import agents.ios
     from harness.config.resolve import PROJECT_PROFILES, load_profile_file
-    from harness.controller.plan import Artefact, make_plan
-    from harness.measure.policy import MeasurePolicy
+    from harness.controller.planner import Artefact, make_plan
+    from harness.kernel.measure.policy import MeasurePolicy
 
     rec = ioskit.write_recording(tmp_path / "rec", sessions={}, phones=[ioskit.phone()],
                                  sims={SIM: [ioskit.simulator(name="iPhone 13", type_id="iPhone-13")]})

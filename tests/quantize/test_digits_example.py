@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 from harness.config.resolve import load_candidates
-from harness.models import inspect_onnx
+from harness.kernel.modelfile import inspect_onnx
 from harness.probes import load_eval, resolve_shapes
 
 DIGITS = Path(__file__).resolve().parents[2] / "examples" / "digits"

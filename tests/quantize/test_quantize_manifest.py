@@ -7,8 +7,8 @@ import yaml
 
 import qkit
 from harness import manifest
-from harness.config.loading import ConfigError
 from harness.config.resolve import load_candidates
+from harness.kernel.configfile import ConfigError
 from harness.quantize import quantize
 
 HEAD = """\

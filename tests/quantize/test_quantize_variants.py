@@ -8,7 +8,7 @@ import pytest
 from onnx import numpy_helper
 
 import qkit
-from harness.config.loading import ConfigError
+from harness.kernel.configfile import ConfigError
 from harness.quantize import Settings, parse_variants, quantize
 
 

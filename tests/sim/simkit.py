@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import wire
 from harness._proto.v1 import agent_pb2 as pb
-from harness.measure.policy import MeasurePolicy
+from harness.kernel import wire
+from harness.kernel.measure.policy import MeasurePolicy
 
 # A fraction of a second per job: warm-up by runs only, a fixed count measured.
 QUICK = MeasurePolicy(warmup_runs=3, warmup_s=0, min_runs=40, min_s=0, max_s=5, target_ci=0)

@@ -9,13 +9,13 @@ import pytest
 
 import modelkit
 import simkit
-from simkit import QUICK, device, job, run, upload
 from agents.sim.driver import _crc
-from harness.capacity import LatencyModel, simulate_job
-from harness.config.models import DeviceProfile, Target
+from harness.config.schema import DeviceProfile, Target
 from harness.controller.client import AgentClient
-from harness.measure.policy import MeasurePolicy
-from harness.measure.record import build_record
+from harness.kernel.latency import LatencyModel, simulate_job
+from harness.kernel.measure.policy import MeasurePolicy
+from harness.record.build import build_record
+from simkit import QUICK, device, job, run, upload
 
 SIM = {"seed": 3, "devices": [
     device("steady", latency={"dist": "lognormal", "p50_ms": 1.5, "sigma": 0.1}, memory_mb=30, memory_factor=2),
@@ -145,7 +145,7 @@ def test_cancel_stops_a_running_job(lab):
 
 
 def run_with_events(client, msg, started):
-    from harness import wire
+    from harness.kernel import wire
 
     def on(ev):
         if ev.WhichOneof("kind") == "started":

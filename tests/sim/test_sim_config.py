@@ -2,9 +2,10 @@
 
 import pytest
 
-from agents.base import load_driver
-from agents.sim.config import SimConfigError, parse
-from harness.capacity import LatencyModel
+from agents.registry import load_driver
+from agents.sim.config import parse
+from harness.kernel.configfile import ConfigError
+from harness.kernel.latency import LatencyModel
 
 DEV = {"id": "p7", "platform": "android", "latency": {"p50_ms": 4}}
 
@@ -25,7 +26,7 @@ DEV = {"id": "p7", "platform": "android", "latency": {"p50_ms": 4}}
     ({"id": "bad id!"}, "sim: devices[0].id: string should match pattern"),
 ])
 def test_bad_device_is_one_line_naming_the_key(change, expected):
-    with pytest.raises(SimConfigError) as err:
+    with pytest.raises(ConfigError) as err:
         parse({"devices": [dict(DEV, **change)]})
     text = str(err.value)
     assert "\n" not in text
@@ -33,9 +34,9 @@ def test_bad_device_is_one_line_naming_the_key(change, expected):
 
 
 def test_duplicate_ids_and_unknown_top_level_keys():
-    with pytest.raises(SimConfigError, match=r"^sim: devices: device id 'p7' appears twice$"):
+    with pytest.raises(ConfigError, match=r"^sim: devices: device id 'p7' appears twice$"):
         parse({"devices": [DEV, DEV]})
-    with pytest.raises(SimConfigError, match=r"^sim: device: unknown key \(expected one of: seed, devices\)$"):
+    with pytest.raises(ConfigError, match=r"^sim: device: unknown key \(expected one of: seed, devices\)$"):
         parse({"device": [DEV]})
 
 

@@ -7,12 +7,13 @@ import pytest
 
 import modelkit
 import simkit
-from harness.capacity import (
-    Estimator, LatencyModel, Previous, measured_estimate, pack, plan_capacity, policy_bounds,
+from harness.config.schema import DeviceProfile
+from harness.controller.estimate import (
+    Estimator, Previous, measured_estimate, pack, plan_capacity, policy_bounds,
 )
-from harness.config.models import DeviceProfile
-from harness.controller.plan import AgentDevice, AgentRuntime, Artefact, make_plan
-from harness.measure.policy import MeasurePolicy
+from harness.controller.planner import AgentDevice, AgentRuntime, Artefact, make_plan
+from harness.kernel.latency import LatencyModel
+from harness.kernel.measure.policy import MeasurePolicy
 
 POLICY = MeasurePolicy(warmup_runs=0, warmup_s=0, min_runs=1, min_s=0.2, max_s=0.2, target_ci=0)
 ORT = (AgentRuntime("onnxruntime", "1.20.0", ("cpu",), ("onnx",)),)
@@ -149,9 +150,9 @@ def test_the_plan_matches_what_the_run_then_takes_and_feeds_the_next_plan(sim_la
     ran = cli("run", "--cohort", sim_lab / "cohort.yaml", "--candidates", sim_lab / "cands.yaml",
               "--lab", sim_lab / "lab.yaml", "--store", store, "-q", cwd=sim_lab)
     assert ran.returncode in (0, 1), ran.stderr  # 1: budgets may fail; the results are what matter here
-    from harness.store.sqlite import SqliteStore
+    from harness.store import open_store
 
-    s = SqliteStore(store)
+    s = open_store(str(store))
     try:
         run_id = s.list_runs(1)[0]["id"]
         recs = [r for r in s.results(run_id) if not r.get("error")]

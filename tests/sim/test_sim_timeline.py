@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from harness.capacity import LatencyModel, simulate_job
-from harness.measure import stats
-from harness.measure.policy import MeasurePolicy
+from harness.kernel.latency import LatencyModel, simulate_job
+from harness.kernel.measure import stats
+from harness.kernel.measure.policy import MeasurePolicy
 
 COUNT = MeasurePolicy(warmup_runs=5, warmup_s=0, min_runs=4000, min_s=0, max_s=1e6, target_ci=0, max_runs=4000)
 

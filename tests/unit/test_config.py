@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.config.loading import ConfigError
 from harness.config.resolve import candidates_from_models, load_candidates, load_cohort
+from harness.kernel.configfile import ConfigError
 
 
 def write(p: Path, text: str) -> Path:

@@ -4,9 +4,9 @@ driven by synthetic sample streams."""
 import numpy as np
 import pytest
 
-from harness.measure import intervals, repeats, stats, sustained
-from harness.measure.fingerprint import NotComparable, check_comparable, fingerprint, mismatches
-from harness.measure.policy import MeasurePolicy, StopRule
+from harness.analysis.environment import NotComparable, check_comparable, fingerprint, mismatches
+from harness.kernel.measure import intervals, repeats, stats, sustained
+from harness.kernel.measure.policy import MeasurePolicy, StopRule
 
 RNG = np.random.default_rng(2024)
 STREAMS = {

@@ -1,7 +1,7 @@
-from harness.config.models import DeviceProfile, Target
-from harness.controller.plan import AgentDevice, AgentRuntime, Artefact, device_matches, make_plan
+from harness.config.schema import DeviceProfile, Target
+from harness.controller.planner import AgentDevice, AgentRuntime, Artefact, device_matches, make_plan
 from harness.controller.scheduler import Scheduler
-from harness.measure.policy import MeasurePolicy
+from harness.kernel.measure.policy import MeasurePolicy
 
 
 def dev(agent, id, platform="android", facts=None, eps=("cpu", "nnapi"), version="1.20.1", state="ready"):
@@ -48,7 +48,7 @@ def test_plan_jobs_and_every_kind_of_gap():
 
 
 def _jobs(n, eligible):
-    from harness.controller.plan import PlannedJob
+    from harness.controller.planner import PlannedJob
     p = prof("p")
     return [PlannedJob(f"j{i}", i, p, "m", p.targets[0], ART["m"]["onnx"], MeasurePolicy(), tuple(eligible[i]))
             for i in range(n)]

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from harness.measure import stats
-from harness.measure.policy import MeasurePolicy, StopRule
+from harness.kernel.measure import stats
+from harness.kernel.measure.policy import MeasurePolicy, StopRule
 
 
 def test_summarize_recomputes_from_samples():
@@ -40,8 +40,9 @@ def test_stability_warnings():
     assert stats.stability_warnings(rng.normal(10, 0.1, 500)) == []
     drift = np.concatenate([rng.normal(10, 0.1, 250), rng.normal(13, 0.1, 250)])
     assert any(w.startswith("drift") for w in stats.stability_warnings(drift))
+    # A wide but stationary distribution is spread, not distrust.
     noisy = rng.normal(10, 3, 500)
-    assert any(w.startswith("unstable") for w in stats.stability_warnings(noisy))
+    assert stats.stability_warnings(noisy) == []
 
 
 def test_stop_rule_order_of_conditions():

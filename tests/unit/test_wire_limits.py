@@ -5,9 +5,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from agents.base import DriverResult
-from harness import probes, wire
-from harness.models import ModelError, inspect_onnx
+from agents.contract import DriverResult
+from harness import probes
+from harness.kernel import wire
+from harness.kernel.modelfile import ModelError, inspect_onnx
 
 
 def test_outputs_beyond_the_limit_are_dropped_whole_and_said():

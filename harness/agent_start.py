@@ -1,0 +1,106 @@
+"""Starting an agent from the face: the local agent a run uses when it has
+no lab file (in this process, on 127.0.0.1:0), and `harness agent serve`
+(configuration merge, safety warnings, lifecycle).
+
+This is where the controller and the agents meet: the controller is handed
+`local_agent(...)` as a callable and sees only an address."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from agents import registry
+from harness.kernel import limits
+from harness.kernel.configfile import ConfigError
+
+def local_agent(drivers: Optional[Sequence[str]] = None, driver_config: Optional[dict] = None,
+                cache_dir: Optional[str] = None) -> Callable[[], object]:
+    """A callable that starts an agent in this process on 127.0.0.1:0 with
+    these drivers (default: registry.LOCAL_DEFAULT) and returns it."""
+    from agents.server import AgentConfig, start
+
+    def start_it():
+        return start(AgentConfig(listen="127.0.0.1:0", drivers=tuple(drivers or registry.LOCAL_DEFAULT),
+                                 driver_config=driver_config or {}, cache_dir=cache_dir))
+
+    return start_it
+
+
+def _is_loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(listen: Optional[str], drivers: Optional[str], token_file: Optional[Path], config: Optional[Path],
+          cache_dir: Optional[Path], port_file: Optional[Path], ready: Optional[threading.Event] = None,
+          stop: Optional[threading.Event] = None) -> None:
+    from agents.agentfile import load_agent_file
+    from agents.server import AgentConfig, start
+
+    settings = load_agent_file(config) if config else None
+    cfg = settings.file if settings else None
+    listen = listen or (cfg.listen if cfg else "127.0.0.1:50051")
+    if ":" not in listen:
+        raise ConfigError(f"--listen {listen!r}: expected HOST:PORT")
+    names = [d.strip() for d in drivers.split(",") if d.strip()] if drivers else (list(settings.drivers) if settings else list(registry.SERVE_DEFAULT))
+    tfile = token_file or (Path(cfg.token_file).expanduser() if cfg and cfg.token_file else None)
+    token = None
+    if tfile:
+        try:
+            token = tfile.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"--token-file {tfile}: cannot read ({exc.strerror})") from None
+        if not token:
+            raise ConfigError(f"--token-file {tfile}: the file is empty")
+    tls = cfg.tls.model_dump(exclude_none=True) if cfg and cfg.tls else None
+    host = listen.rsplit(":", 1)[0]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    log = logging.getLogger("harness.agent")
+    if not _is_loopback(host) and not token and not tls:
+        log.warning("listening on %s without a token or TLS: anyone who can reach this port can run models "
+                    "here (use --token-file, or tls: in agent.yaml)", listen)
+    driver_config = dict(settings.sections) if settings else {}
+    try:
+        agent = start(AgentConfig(
+            listen=listen, drivers=tuple(names), driver_config=driver_config,
+            cache_dir=str(cache_dir) if cache_dir else (cfg.cache_dir if cfg else None),
+            token=token, tls=tls,
+            max_model_bytes=(cfg.max_model_mb * limits.MiB) if cfg and cfg.max_model_mb else limits.MAX_MODEL_BYTES,
+            max_queue=(cfg.max_queue if cfg and cfg.max_queue else limits.MAX_QUEUE_PER_DEVICE),
+        ))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    except OSError as exc:
+        raise ConfigError(f"--listen {listen}: {exc}") from None
+    for name, drv in agent.drivers.items():
+        ok, why = drv.available()
+        log.info("driver %s: %s", name, "available" if ok else f"unavailable: {why}")
+    log.info("agent listening on %s (drivers: %s)", agent.address, ", ".join(names))
+    if port_file:
+        tmp = port_file.with_name(port_file.name + ".tmp")
+        tmp.write_text(str(agent.port))
+        tmp.replace(port_file)
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    if ready:
+        ready.set()
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        log.info("draining: health NOT_SERVING, cancelling running jobs")
+        agent.stop()
+        log.info("stopped")

@@ -1,0 +1,1 @@
+"""`harness serve`: the lab dashboard over a results store (read-only)."""

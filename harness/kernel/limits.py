@@ -1,0 +1,222 @@
+"""Every timeout, size and count limit in one place, each with its reason.
+
+Nothing in harness waits without a bound: RPCs, subprocesses, page waits and
+queues all take their limit from here, so an operator can see (and a test can
+check) what the worst case is.
+"""
+
+MiB = 1024 * 1024
+
+# --- gRPC -------------------------------------------------------------------
+# Chunks of 1 MiB keep the agent's memory bounded to a few chunks per upload
+# while staying far from gRPC's default 4 MiB message cap.
+CHUNK_BYTES = 1 * MiB
+# Jobs carry probe inputs and results carry probe outputs; an image model's
+# probes run to a few MiB, so allow well above gRPC's 4 MiB default.
+MAX_MESSAGE_BYTES = 64 * MiB
+# Largest model an agent accepts by default; edge models are far smaller, and
+# a declared size above this is refused before a byte is written.
+MAX_MODEL_BYTES = 4096 * MiB
+# Finding out that an address does not answer must be quick: a lab agent on a
+# LAN answers a channel connect in milliseconds.
+CONNECT_TIMEOUT_S = 5.0
+# Describe enumerates devices (adb round trips, a browser launch to probe
+# WebGPU), which takes seconds, not minutes.
+DESCRIBE_TIMEOUT_S = 60.0
+# Cache lookups are a stat per digest.
+FIND_MISSING_TIMEOUT_S = 15.0
+CANCEL_TIMEOUT_S = 15.0
+HEALTH_TIMEOUT_S = 5.0
+# Upload deadline: a fixed part plus the size at a pessimistic 10 MB/s.
+UPLOAD_BASE_TIMEOUT_S = 30.0
+UPLOAD_MIN_RATE_BYTES_S = 10 * 1000 * 1000
+# A job's stream deadline is its measurement bound plus this much for model
+# load, first run, probes and placement; browsers compile shaders and phones
+# push files, so it is generous.
+JOB_OVERHEAD_S = 180.0
+# While another controller uploads the same model, poll for it this often.
+UPLOAD_WAIT_POLL_S = 0.2
+# Automatic retries apply to UNAVAILABLE only (agent restarting, network blip).
+RETRY_ATTEMPTS = 4
+RETRY_BASE_DELAY_S = 0.2
+RETRY_MAX_DELAY_S = 5.0
+
+# --- agent ------------------------------------------------------------------
+# Jobs waiting per device; a controller bug that floods one phone is refused
+# rather than queued forever.
+MAX_QUEUE_PER_DEVICE = 256
+# Finished jobs kept for re-attachment by job id (idempotency window).
+FINISHED_JOBS_KEPT = 2000
+FINISHED_JOB_TTL_S = 6 * 3600.0
+# Worker threads for RPCs; each Run stream holds one while it follows a job.
+MAX_CONCURRENT_RPCS = 64
+# Grace between SIGTERM and SIGKILL of a runner's process group.
+KILL_GRACE_S = 2.0
+# How often a waiting Run stream wakes to check its deadline and cancellation.
+EVENT_POLL_S = 0.5
+# Shutting down: how long in-flight RPCs get before the server stops.
+SHUTDOWN_GRACE_S = 5.0
+
+# --- controller faults ------------------------------------------------------
+# Attempts per job across devices when agents are lost mid-job.
+MAX_JOB_ATTEMPTS = 3
+# How long a controller waits for a lost agent to come back before giving
+# its jobs to other devices only (or ending them as error rows).
+AGENT_RETURN_WAIT_S = 60.0
+# Client pings on every channel: a dead or frozen agent is detected within
+# KEEPALIVE_S + KEEPALIVE_TIMEOUT_S even while a long job streams nothing.
+KEEPALIVE_S = 20.0
+KEEPALIVE_TIMEOUT_S = 10.0
+# The shortest ping interval an agent accepts from a controller.
+MIN_PING_INTERVAL_S = 1.0
+
+# --- measurement ------------------------------------------------------------
+# Probe inputs per job: enough for top-1 agreement to mean something, small
+# enough that outputs stay within one message for typical edge models.
+MAX_PROBES = 64
+# Probe inputs of one job, and the outputs of one result, stay under this so
+# a job and its result each fit one gRPC message with room to spare (an
+# image model's probes at 1x3x1024x1024 are 12 MiB each).
+MAX_PROBE_BYTES = 24 * MiB
+MAX_OUTPUT_BYTES = 24 * MiB
+# Runner progress lines are throttled to this interval.
+PROGRESS_INTERVAL_S = 0.5
+# A Run stream may wait in the agent's device queue behind other
+# controllers' jobs before its own time limit starts counting.
+QUEUE_WAIT_S = 1800.0
+
+# --- quantisation -----------------------------------------------------------
+# Calibration batches fed to static quantisation: ONNX Runtime's calibrators
+# keep every batch's intermediate outputs in memory before computing ranges,
+# and a few hundred representative samples already settle min/max ranges.
+CALIBRATION_MAX_BATCHES = 512
+
+# --- analysis ---------------------------------------------------------------
+# Reference outputs are computed on the controller's CPU, one child process per
+# candidate; an edge model's probes take seconds there, so five minutes only
+# ever stops a model that hangs ONNX Runtime.
+REFERENCE_TIMEOUT_S = 300.0
+# Bootstrap resamples for `harness compare`'s confidence intervals: 2000 keeps
+# the 2.5/97.5 % quantiles of the ratio stable to about a percent.
+COMPARE_BOOTSTRAP = 2000
+# Samples per side fed to the bootstrap and the rank test; a random subset of
+# this size bounds the work (the host driver can return 300 000 samples).
+COMPARE_MAX_SAMPLES = 4000
+
+# --- browser ----------------------------------------------------------------
+# Starting Chromium and connecting Playwright over CDP takes about a second on
+# an idle machine; a loaded 2-core CI box has been seen at several seconds.
+BROWSER_LAUNCH_TIMEOUT_S = 30.0
+# Describe probes the browser once (launch, WebGPU adapter, WebGL, WebNN) in
+# a child process; past this the device is reported offline with the reason.
+# Below DESCRIBE_TIMEOUT_S so the first Describe still answers in time.
+BROWSER_PROBE_TIMEOUT_S = 40.0
+# The page measures in batches of about this long between stop-rule checks:
+# long enough that the Python<->page round trip is a small share of the wall
+# time, short enough that max_s and progress stay responsive.
+BROWSER_BATCH_S = 0.25
+# Runs in one batch at most, whatever the model's speed (bounds the sample
+# array one evaluate call returns).
+BROWSER_BATCH_MAX_RUNS = 2000
+# `npm pack onnxruntime-web@VERSION` downloads about 35 MB; slow links need
+# minutes, a dead registry must not hang the CLI.
+NPM_TIMEOUT_S = 600.0
+# Resolving a version range with `npm view` is one small registry request.
+NPM_VIEW_TIMEOUT_S = 60.0
+# A failed browser probe is retried after this long rather than on every
+# Describe, so a broken Chromium does not cost a launch per RPC.
+BROWSER_PROBE_RETRY_S = 30.0
+# --- browser set-up (`harness browser-runtime setup`) -----------------------
+# `sudo -n true` answers from sudo's policy at once; a hung PAM must not
+# stall the set-up.
+SUDO_CHECK_TIMEOUT_S = 15.0
+# One install command (Playwright's ~170 MB Chromium download, an apt-get
+# update + install): minutes on a slow link; a dead mirror must not hang make.
+SETUP_INSTALL_TIMEOUT_S = 900.0
+# Playwright's download socket timeout (its default is 30 s per attempt, 5
+# attempts): an unreachable CDN then costs under a minute, not two and a half.
+PLAYWRIGHT_SOCKET_TIMEOUT_S = 10.0
+# --- ios --------------------------------------------------------------------
+# sysctl, sw_vers and `simctl list` answer from local state in well under a
+# second; a hung CoreSimulator service must not stall Describe.
+MAC_TOOL_TIMEOUT_S = 15.0
+# `devicectl list devices` waits for network-attached devices up to its own
+# --timeout; this is that value (the call's bound adds a margin to it).
+DEVICECTL_LIST_TIMEOUT_S = 10.0
+# Installing and launching the runner app on a simulator (`simctl install`,
+# `simctl launch`, `simctl get_app_container`) copies a small app bundle.
+SIMCTL_APP_TIMEOUT_S = 120.0
+# Building coremltools' runner app with xcodebuild the first time on a
+# machine takes minutes; later builds reuse the product.
+RUNNER_APP_BUILD_TIMEOUT_S = 900.0
+
+# --- android driver ---------------------------------------------------------
+# A phone on adb answers each read or write of a transfer within seconds even
+# over Wi-Fi; a minute of silence means it is gone.
+ADB_IO_TIMEOUT_S = 60.0
+# `adb start-server` forks the daemon and returns once it listens: seconds.
+ADB_START_TIMEOUT_S = 30.0
+# `adb connect HOST:PORT` to a phone on the LAN: a handshake, or refused.
+ADB_CONNECT_TIMEOUT_S = 10.0
+# Short shell commands (getprop, dumpsys, mkdir, logcat -d) finish in well
+# under a second; dumpsys on a loaded phone can take a few.
+ADB_SHELL_TIMEOUT_S = 30.0
+# How often a waiting shell read wakes to check cancellation and deadlines.
+ADB_POLL_S = 0.2
+# Kept of a command's stdout/stderr (the tail): summaries and errors are small.
+ADB_OUTPUT_BYTES = 8 * MiB
+# Removing a job's folder on the phone (a model link, test data, a profile).
+ANDROID_CLEANUP_TIMEOUT_S = 60.0
+# perf_test processes per job: each batch is sized to what the stop rule
+# still needs, so a handful suffice; the cap stops a runaway loop.
+ANDROID_MAX_BATCHES = 20
+# Largest profile pulled back for placement: a few runs of a big model's
+# per-node events; past this ONNX Runtime has stopped recording anyway.
+ANDROID_PROFILE_MAX_BYTES = 256 * MiB
+# What a job needs after its measurement (placement pass, probe runs,
+# cleanup); a cooldown wait is cut short so that this much is left.
+ANDROID_AFTER_MEASURE_S = 60.0
+# A phone's answers during Describe (getprop, dumpsys thermalservice): one
+# that takes longer is reported offline rather than stall every other phone's
+# listing (DESCRIBE_TIMEOUT_S covers the whole scan).
+ADB_INVENTORY_TIMEOUT_S = 10.0
+
+# --- results store ----------------------------------------------------------
+# A SQLite writer waits this long for another process's transaction (each is milliseconds).
+STORE_SQLITE_BUSY_TIMEOUT_S = 30.0
+# Connections a controller keeps: its scheduler threads write attempts and results at once.
+STORE_POOL_SIZE = 5
+# Short bursts above the pool (a dashboard's parallel page loads).
+STORE_POOL_OVERFLOW = 5
+# Waiting for a free pooled connection; longer means a leak, not load.
+STORE_POOL_TIMEOUT_S = 30.0
+# An unreachable PostgreSQL server fails the command instead of hanging it.
+STORE_PG_CONNECT_TIMEOUT_S = 10.0
+# The largest statement is one bulk COPY of a run's results.
+STORE_PG_STATEMENT_TIMEOUT_S = 120.0
+# Row locks are held for one result's insert; longer means a stuck session.
+STORE_PG_LOCK_TIMEOUT_S = 30.0
+# A crashed client's open transaction stops holding locks after this.
+STORE_PG_IDLE_IN_TRANSACTION_S = 300.0
+# A migration rewrites whole tables (backfill, SQLite batch copies).
+STORE_MIGRATE_STATEMENT_TIMEOUT_S = 3600.0
+# A run's lease: its controller renews it every quarter; a dead one frees the run after this.
+RUN_LEASE_S = 120.0
+# Fresh run ids tried when one is taken (two controllers starting in the same second).
+RUN_ID_ATTEMPTS = 5
+# From this many results at once PostgreSQL writes through COPY; below, one INSERT each is cheaper.
+STORE_COPY_MIN_ROWS = 16
+# Runs one listing returns (the dashboard pages through more).
+STORE_MAX_LIST = 1000
+# Runs one history series reads: 500 runs x 1,000 samples is ~4 MB of samples, 5,000 is ~40 MB.
+HISTORY_MAX_RUNS = 5000
+
+# --- dashboard (`harness serve`) ---------------------------------------------
+# A lab's team with a few tabs each; beyond that uvicorn answers 503.
+DASHBOARD_MAX_CONNECTIONS = 64
+# Idle keep-alive connections are closed after this.
+DASHBOARD_KEEP_ALIVE_S = 5
+# In-flight page renders get this long on Ctrl-C.
+DASHBOARD_SHUTDOWN_S = 10
+# Runs a page of the run list shows.
+DASHBOARD_PAGE_RUNS = 50

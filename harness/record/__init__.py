@@ -1,0 +1,1 @@
+"""The result record: one row per device x candidate x runtime target."""
