@@ -1,8 +1,8 @@
 # harness — the two commands in the README are `make demo` and `make test`.
 #
 # One virtual environment, installed in two steps: `make demo` puts in only
-# what the demo runs (the harness and the browser driver's Playwright, no
-# PyTorch and no coremltools: about 430 MB); `make test` adds the test
+# what the demo runs (the harness, ONNX Runtime's CPU build and the browser
+# driver's Playwright; no PyTorch, no coremltools: about 430 MB); `make test` adds the test
 # extra on top (the protocol generator, every driver's dependencies, and
 # PyTorch for the Core ML conversion tests and the examples). Each step has
 # its own stamp, so a demo after the tests reinstalls nothing.
@@ -18,7 +18,7 @@ TEST_STAMP := $(VENV)/.test-installed
 $(DEMO_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[browser]'
+	$(PY) -m pip install --quiet -e '.[browser,cpu]'
 	touch $@
 
 $(TEST_STAMP): $(DEMO_STAMP)

@@ -42,6 +42,10 @@ class AgentFile(Strict):
     tls: Optional[TlsServer] = None
     max_model_mb: Optional[int] = Field(None, gt=0)
     max_queue: Optional[int] = Field(None, gt=0)
+    # Custom-op libraries a target may name: {name: absolute path} (docs/lab.md).
+    custom_ops: dict[str, str] = Field(default_factory=dict)
+    # The model cache's quota in MiB (default: harness.kernel.limits.CACHE_QUOTA_BYTES).
+    cache_quota_mb: Optional[int] = Field(None, gt=0)
 
 
 class AgentSettings(Strict):

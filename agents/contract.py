@@ -5,6 +5,10 @@ It never sees gRPC: the server hands it plain values and turns what it
 returns into protocol messages. Heavy imports (onnxruntime, playwright,
 adbutils, coremltools) live only inside each driver's package and are made in
 `available()`, `devices()` or `run()`, never at import time.
+
+A driver's package exports `Config` (a pydantic model of its section of
+agent.yaml) and `create(config) -> Driver`; agents/registry.py names the
+packages. docs/writing-a-driver.md walks through one.
 """
 
 from __future__ import annotations
@@ -73,6 +77,10 @@ class JobSpec:
     probes: tuple[Mapping[str, np.ndarray], ...]
     timeout_s: float
     labels: Mapping[str, str] = field(default_factory=dict)
+    # Custom-op libraries the target named, resolved from the agent's own
+    # configuration (never a path from the wire); drivers that load them set
+    # `takes_custom_ops = True`, the others never receive a job naming one.
+    custom_ops: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,10 @@ class Memory:
     peak_bytes: int
     delta_bytes: int
     method: str
+    # What the method cannot see (memory held outside the measured process);
+    # "" when none is known. Such a figure is not compared across platforms
+    # without saying so.
+    blind_spot: str = ""
 
 
 @dataclass(frozen=True)
@@ -154,3 +166,7 @@ class Driver(Protocol):
 
     def close(self) -> None:
         """Release what the driver holds (browsers, adb connections)."""
+
+
+__all__ = ["Driver", "DeviceInfo", "RuntimeSpec", "RuntimeTarget", "ModelFile", "JobSpec", "Memory",
+           "Placement", "Validity", "JobError", "DriverResult", "ProgressFn", "AGENT_MACHINE"]

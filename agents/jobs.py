@@ -2,12 +2,17 @@
 
 Each device has a lane with at most one running job; devices that share
 hardware (the host CPU that both the host and the browser driver compute on)
-share one lane, so their jobs never run at the same time either. A lane's
-worker thread exists only while the lane has work. Every job keeps its ordered list of
-events so any number of streams (the original one, a re-attached one after a
-controller restart) can replay and follow it. Finished jobs are kept for a
-bounded time and count, so a re-sent job id returns its stored result instead
-of running twice.
+share one lane, so their jobs never run at the same time either. A lane and
+its worker thread exist only while the lane has work. Every job keeps its
+latest events so any number of streams (the original one, a re-attached one
+after a controller restart) can replay and follow it.
+
+Everything here is bounded: jobs queued per device and across the agent, the
+probe bytes that queued and running jobs hold, how long a job may wait in a
+queue, the events a job keeps, and the finished jobs kept for re-attachment
+(by count, age and bytes). A finished job keeps its result and nothing of its
+request, so a re-sent job id returns the stored result instead of running
+twice.
 """
 
 from __future__ import annotations
@@ -33,13 +38,20 @@ class Draining(Exception):
 
 
 class JobRecord:
-    def __init__(self, job_id: str, device_id: str, work: Work, lane: str):
+    def __init__(self, job_id: str, device_id: str, work: Optional[Work], lane: str, fingerprint: str = "",
+                 digests: tuple[str, ...] = (), cost: int = 0, queued_at: float = 0.0):
         self.job_id = job_id
         self.device_id = device_id
         self.lane = lane
         self.work = work
+        self.fingerprint = fingerprint  # tells a re-sent job from another job under the same id
+        self.digests = digests  # models the job needs: never evicted from the cache while it lives
+        self.cost = cost  # probe bytes the job holds until it finishes
+        self.queued_at = queued_at
         self.state = "queued"  # queued | running | finished
         self.events: list[pb.RunEvent] = []
+        self.offset = 0  # events dropped from the front (the oldest, or a finished job's history)
+        self.size = 0  # bytes of the stored result once finished
         self.cond = threading.Condition()
         self.cancel = threading.Event()
         self.finished_at: Optional[float] = None
@@ -48,14 +60,32 @@ class JobRecord:
     def publish(self, event: pb.RunEvent) -> None:
         with self.cond:
             self.events.append(event)
+            if len(self.events) > limits.MAX_EVENTS_KEPT:
+                drop = len(self.events) - limits.MAX_EVENTS_KEPT
+                del self.events[:drop]
+                self.offset += drop
             self.cond.notify_all()
 
-    def wait_events(self, seen: int, timeout: float) -> list[pb.RunEvent]:
-        """Events after the first `seen`, waiting up to timeout for one."""
+    def wait_events(self, seen: int, timeout: float) -> tuple[list[pb.RunEvent], int]:
+        """(events after the first `seen`, the new cursor), waiting up to
+        timeout for one. A follower further behind than the kept events
+        resumes at the oldest one kept."""
         with self.cond:
-            if len(self.events) <= seen:
+            if self.offset + len(self.events) <= seen:
                 self.cond.wait(timeout)
-            return self.events[seen:]
+            return self.events[max(0, seen - self.offset):], self.offset + len(self.events)
+
+    def end_cursor(self) -> int:
+        with self.cond:
+            return self.offset + len(self.events)
+
+    def _keep_only_result(self) -> None:
+        with self.cond:
+            self.offset += len(self.events) - 1
+            del self.events[:-1]
+            self.size = self.events[0].ByteSize()
+        self.work = None  # the request, its probes and the decoded inputs go with it
+        self.cost = 0
 
     @property
     def done(self) -> bool:
@@ -70,12 +100,19 @@ class JobTable:
         max_queue: int = limits.MAX_QUEUE_PER_DEVICE,
         keep: int = limits.FINISHED_JOBS_KEPT,
         ttl_s: float = limits.FINISHED_JOB_TTL_S,
+        max_queued: int = limits.MAX_QUEUED_JOBS,
+        max_live_bytes: int = limits.MAX_LIVE_PROBE_BYTES,
+        kept_bytes: int = limits.FINISHED_RESULTS_BYTES,
+        queue_wait_s: float = limits.QUEUE_WAIT_S,
     ):
         self.clock, self.wall = clock, wall
         self.max_queue, self.keep, self.ttl_s = max_queue, keep, ttl_s
+        self.max_queued, self.max_live_bytes, self.kept_bytes = max_queued, max_live_bytes, kept_bytes
+        self.queue_wait_s = queue_wait_s
         self._lock = threading.Lock()
         self._live: dict[str, JobRecord] = {}
         self._finished: "OrderedDict[str, JobRecord]" = OrderedDict()
+        self._finished_bytes = 0
         self._lanes: dict[str, deque[JobRecord]] = {}
         self._running: dict[str, JobRecord] = {}
         self._workers: dict[str, threading.Thread] = {}
@@ -92,10 +129,17 @@ class JobTable:
             self._prune()
             return self._live.get(job_id) or self._finished.get(job_id)
 
+    def live_digests(self) -> set[str]:
+        """Models that queued and running jobs need."""
+        with self._lock:
+            return {d for rec in self._live.values() for d in rec.digests}
+
     # -- commands ---------------------------------------------------------------
-    def submit(self, job_id: str, device_id: str, work: Work, lane: str = "") -> tuple[JobRecord, bool]:
+    def submit(self, job_id: str, device_id: str, work: Work, lane: str = "", fingerprint: str = "",
+               digests: tuple[str, ...] = (), cost: int = 0) -> tuple[JobRecord, bool]:
         """(record, attached): attached is True when job_id was already known.
-        `lane` names hardware the device shares (default: its own id)."""
+        `lane` names hardware the device shares (default: its own id);
+        `cost` is the probe bytes the job holds until it finishes."""
         lane = lane or device_id
         with self._lock:
             self._prune()
@@ -104,11 +148,21 @@ class JobTable:
                 return known, True
             if self._closed:
                 raise Draining("the agent is draining (shutting down): send the job elsewhere")
-            queue = self._lanes.setdefault(lane, deque())
+            queue = self._lanes.get(lane, ())
             if len(queue) >= self.max_queue:
                 raise QueueFull(f"device {device_id} already has {len(queue)} jobs queued (limit {self.max_queue})")
-            rec = JobRecord(job_id, device_id, work, lane)
+            waiting = sum(len(q) for q in self._lanes.values())
+            if waiting >= self.max_queued:
+                raise QueueFull(f"this agent already has {waiting} jobs queued across its devices "
+                                f"(limit {self.max_queued})")
+            held = sum(r.cost for r in self._live.values())
+            if held + cost > self.max_live_bytes:
+                raise QueueFull(f"probe inputs: queued and running jobs hold {held / limits.MiB:.0f} MiB and this "
+                                f"job brings {cost / limits.MiB:.1f} MiB (limit {self.max_live_bytes // limits.MiB} "
+                                "MiB across the agent)")
+            rec = JobRecord(job_id, device_id, work, lane, fingerprint, tuple(digests), cost, self.clock())
             self._live[job_id] = rec
+            queue = self._lanes.setdefault(lane, deque())
             queue.append(rec)
             position = len(queue) - 1 + (1 if lane in self._running else 0)
             rec.publish(pb.RunEvent(job_id=job_id, queued=pb.Queued(position=position)))
@@ -125,13 +179,20 @@ class JobTable:
                 return (False, "finished") if job_id in self._finished else (False, "unknown")
             state = rec.state
             rec.cancel.set()
-            if state == "queued":
-                queue = self._lanes.get(rec.lane)
-                if queue is not None and rec in queue:
-                    queue.remove(rec)
-                    self._finish(rec, _cancelled_result(rec.device_id, self.wall()))
-                    self._announce_positions(rec.lane)
+            if state == "queued" and self._dequeue(rec):
+                self._finish(rec, _queue_result(rec.device_id, "cancelled", "cancelled while queued", self.wall()))
             return True, state
+
+    def expire_waiting(self) -> int:
+        """End every job that has waited in a queue longer than queue_wait_s
+        (a `queue_timeout` result): no job waits without end. Returns how many."""
+        now = self.clock()
+        with self._lock:
+            late = [rec for q in self._lanes.values() for rec in q if now - rec.queued_at > self.queue_wait_s]
+            for rec in late:
+                self._dequeue(rec)
+                self._finish(rec, self._timed_out(rec, now))
+            return len(late)
 
     def close(self, timeout: float) -> None:
         """Refuse new jobs, cancel everything, wait up to timeout for lanes."""
@@ -150,9 +211,14 @@ class JobTable:
             with self._lock:
                 queue = self._lanes.get(lane)
                 if not queue:
+                    self._lanes.pop(lane, None)
                     self._workers.pop(lane, None)
                     return
                 rec = queue.popleft()
+                if self.clock() - rec.queued_at > self.queue_wait_s:
+                    self._finish(rec, self._timed_out(rec, self.clock()))
+                    self._announce_positions(lane)
+                    continue
                 rec.state = "running"
                 self._running[lane] = rec
                 self._announce_positions(lane)
@@ -170,21 +236,37 @@ class JobTable:
             try:
                 result = rec.work(progress, rec.cancel)
             except Exception as exc:  # a driver bug is that job's error, not the agent's death
-                now = self.wall()
                 from harness.kernel.wire import error_result
 
-                result = error_result(device_id, "runner", "agent_error", f"{type(exc).__name__}: {exc}", now)
+                result = error_result(device_id, "runner", "agent_error", f"{type(exc).__name__}: {exc}", self.wall())
             with self._lock:
                 self._running.pop(lane, None)
                 self._finish(rec, result)
+
+    def _dequeue(self, rec: JobRecord) -> bool:
+        # Called with self._lock held.
+        queue = self._lanes.get(rec.lane)
+        if queue is None or rec not in queue:
+            return False
+        queue.remove(rec)
+        self._announce_positions(rec.lane)
+        return True
+
+    def _timed_out(self, rec: JobRecord, now: float) -> pb.Result:
+        return _queue_result(rec.device_id, "queue_timeout",
+                             f"waited {now - rec.queued_at:.0f} s in the queue of {rec.device_id} without starting "
+                             f"(this agent's limit is {self.queue_wait_s:g} s, queue_wait_s); send it again later "
+                             "or to another device", self.wall())
 
     def _finish(self, rec: JobRecord, result: pb.Result) -> None:
         # Called with self._lock held.
         rec.state = "finished"
         rec.finished_at = self.clock()
         self._live.pop(rec.job_id, None)
-        self._finished[rec.job_id] = rec
         rec.publish(pb.RunEvent(job_id=rec.job_id, result=result))
+        rec._keep_only_result()
+        self._finished[rec.job_id] = rec
+        self._finished_bytes += rec.size
         self._prune()
 
     def _announce_positions(self, lane: str) -> None:
@@ -198,15 +280,17 @@ class JobTable:
         now = self.clock()
         while self._finished:
             job_id, rec = next(iter(self._finished.items()))
-            if len(self._finished) > self.keep or (rec.finished_at is not None and now - rec.finished_at > self.ttl_s):
+            old = rec.finished_at is not None and now - rec.finished_at > self.ttl_s
+            if len(self._finished) > self.keep or self._finished_bytes > self.kept_bytes or old:
                 self._finished.popitem(last=False)
+                self._finished_bytes -= rec.size
             else:
                 break
 
 
-def _cancelled_result(device_id: str, now: float) -> pb.Result:
+def _queue_result(device_id: str, kind: str, message: str, now: float) -> pb.Result:
     from harness.kernel.wire import error_result
 
-    r = error_result(device_id, "queue", "cancelled", "cancelled while queued", now)
-    r.validity.stop_reason = "cancelled"
+    r = error_result(device_id, "queue", kind, message, now)
+    r.validity.stop_reason = "cancelled" if kind == "cancelled" else "error"
     return r

@@ -24,6 +24,8 @@ from pydantic import BaseModel
 from agents.contract import Driver
 from harness.kernel.configfile import ConfigError, validate_section
 
+__all__ = ["DRIVERS", "SERVE_DEFAULT", "LOCAL_DEFAULT", "driver_config", "load_driver"]
+
 DRIVERS = {
     "host": "agents.host",        # ONNX Runtime on this machine
     "browser": "agents.browser",  # Chromium through Playwright, ONNX Runtime Web

@@ -2,15 +2,18 @@
 
 The servicer only translates between protocol messages and the plain values
 of the job table, the model cache and the drivers; every guarantee it keeps
-is written beside its RPC in protos/harness/v1/agent.proto.
+is written beside its RPC in protos/harness/v1/agent.proto. What a request
+may carry is checked in agents.inbound (identifiers, numbers, sizes) and
+agents.options (target options) before anything is queued; the RPC boundary
+(agents.boundary) keeps each method class to its own limits.
 """
 
 from __future__ import annotations
 
-import hmac
+import ctypes
 import logging
-import re
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -22,9 +25,11 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from agents import contract, registry
-from agents.cache import ModelCache, UploadError, valid_digest
-from agents.jobs import Draining, JobTable, QueueFull
+from agents import contract, inbound, options, registry, uploads
+from agents.boundary import Boundary, MethodClass, Watchdog
+from agents.cache import ModelCache
+from agents.inventory import Inventory
+from agents.jobs import Draining, JobRecord, JobTable, QueueFull
 import harness
 from harness._proto.v1 import agent_pb2 as pb
 from harness._proto.v1 import agent_pb2_grpc as pb_grpc
@@ -32,56 +37,62 @@ from harness.kernel import limits, wire
 
 log = logging.getLogger("harness.agent")
 SERVICE_NAME = "harness.v1.Agent"
-_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/+-]{0,199}$")
 
 
 @dataclass
 class AgentConfig:
     listen: str = "127.0.0.1:50051"
-    drivers: Sequence[str] = registry.SERVE_DEFAULT
+    drivers: Sequence[str] = ("host",)
     driver_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     cache_dir: Optional[str] = None
     token: Optional[str] = None
     tls: Optional[Mapping[str, str]] = None  # {cert, key, client_ca}
+    # Custom-op libraries a target may name: {name: absolute path}.
+    custom_ops: Mapping[str, str] = field(default_factory=dict)
     max_model_bytes: int = limits.MAX_MODEL_BYTES
+    cache_quota_bytes: int = limits.CACHE_QUOTA_BYTES
+    partial_ttl_s: float = limits.PARTIAL_UPLOAD_TTL_S
     max_queue: int = limits.MAX_QUEUE_PER_DEVICE
-    max_concurrent_rpcs: int = limits.MAX_CONCURRENT_RPCS
+    queue_wait_s: float = limits.QUEUE_WAIT_S
+    upload_floor_bytes_s: float = limits.UPLOAD_FLOOR_BYTES_S
+    upload_window_s: float = limits.UPLOAD_FLOOR_WINDOW_S
+
+
+def method_classes() -> tuple[dict[str, MethodClass], MethodClass]:
+    """Each RPC's class: its own concurrency limit and message limit."""
+    control = MethodClass("control", limits.MAX_CONTROL_RPCS, limits.CONTROL_MESSAGE_BYTES)
+    agent = f"/{SERVICE_NAME}/"
+    health_ = "/grpc.health.v1.Health/"
+    classes = {
+        agent + "UploadModel": MethodClass("upload", limits.MAX_UPLOAD_STREAMS, limits.UPLOAD_MESSAGE_BYTES),
+        agent + "Run": MethodClass("run", limits.MAX_RUN_STREAMS, limits.RUN_MESSAGE_BYTES),
+        agent + "Describe": control,
+        agent + "FindMissingModels": control,
+        agent + "Cancel": MethodClass("cancel", limits.MAX_CANCEL_RPCS, limits.CONTROL_MESSAGE_BYTES),
+        health_ + "Check": MethodClass("health", limits.MAX_HEALTH_CHECKS, limits.CONTROL_MESSAGE_BYTES),
+        health_ + "Watch": MethodClass("watch", limits.MAX_HEALTH_WATCHES, limits.CONTROL_MESSAGE_BYTES),
+    }
+    return classes, MethodClass("other", limits.MAX_OTHER_RPCS, limits.CONTROL_MESSAGE_BYTES)
+
+
+def _abort(context, exc) -> None:
+    context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
 
 
 class AgentServicer(pb_grpc.AgentServicer):
-    def __init__(self, drivers: Mapping[str, contract.Driver], cache: ModelCache, jobs: JobTable):
+    def __init__(self, drivers: Mapping[str, contract.Driver], cache: ModelCache, jobs: JobTable,
+                 config: AgentConfig, watchdog: Watchdog, custom_ops: Mapping[str, Path]):
         self.drivers = dict(drivers)
         self.cache = cache
         self.jobs = jobs
-        self._inventory: dict[str, contract.DeviceInfo] = {}
-        self._inv_lock = threading.Lock()
+        self.config = config
+        self.watchdog = watchdog
+        self.custom_ops = dict(custom_ops)
+        self.inventory = Inventory(self.drivers)
 
     # -- inventory --------------------------------------------------------------
-    def _scan(self) -> tuple[list[pb.DriverStatus], dict[str, contract.DeviceInfo]]:
-        statuses, found = [], {}
-        for name, drv in self.drivers.items():
-            try:
-                ok, why = drv.available()
-                devices = drv.devices() if ok else []
-            except Exception as exc:  # a broken driver is reported, not fatal
-                ok, why, devices = False, f"{type(exc).__name__}: {exc}", []
-            statuses.append(pb.DriverStatus(name=name, available=ok, reason=why))
-            for d in devices:
-                found[f"{name}:{d.local_id}"] = d
-        with self._inv_lock:
-            self._inventory = found
-        return statuses, found
-
-    def _device(self, device_id: str) -> Optional[contract.DeviceInfo]:
-        with self._inv_lock:
-            d = self._inventory.get(device_id)
-        if d is None:
-            _, found = self._scan()
-            d = found.get(device_id)
-        return d
-
     def Describe(self, request, context):
-        statuses, found = self._scan()
+        statuses, found = self.inventory.scan()
         lanes = self.jobs.busy_lanes()
         devices = []
         for dev_id, d in sorted(found.items()):
@@ -94,7 +105,8 @@ class AgentServicer(pb_grpc.AgentServicer):
             devices.append(pb.Device(
                 id=dev_id, driver=dev_id.split(":", 1)[0], platform=d.platform,
                 facts={str(k): str(v) for k, v in d.facts.items()},
-                runtimes=[pb.Runtime(name=r.name, version=r.version, eps=list(r.eps), formats=list(r.formats), build=r.build)
+                runtimes=[pb.Runtime(name=r.name, version=r.version, eps=list(r.eps), formats=list(r.formats),
+                                     build=r.build)
                           for r in d.runtimes],
                 state=wire.DEVICE_STATE_TO_PB.get(state, pb.DEVICE_STATE_UNSPECIFIED),
                 state_reason=reason,
@@ -107,115 +119,117 @@ class AgentServicer(pb_grpc.AgentServicer):
     # -- models -----------------------------------------------------------------
     def FindMissingModels(self, request, context):
         try:
-            missing = self.cache.missing(list(request.digests))
-        except UploadError as exc:
-            context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
+            digests = inbound.find_missing(request.digests)
+        except inbound.Refused as exc:
+            _abort(context, exc)
         return pb.FindMissingModelsResponse(
-            missing=[pb.MissingModel(digest=d, committed_bytes=c) for d, c in missing])
+            missing=[pb.MissingModel(digest=d, committed_bytes=c) for d, c in self.cache.missing(digests)])
 
     def UploadModel(self, request_iterator, context):
-        try:
-            first = next(request_iterator)
-        except StopIteration:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "empty upload: the first message must carry the header")
-        if not first.HasField("header"):
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first upload message must carry the header")
-        h = first.header
-        if self.cache.path(h.digest) is not None:
-            return pb.UploadModelResponse(digest=h.digest, already_present=True, received_bytes=0)
-        try:
-            up = self.cache.begin(h.digest, h.size_bytes, h.format, h.offset)
-        except UploadError as exc:
-            context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
-        received = 0
-        try:
-            chunk = first
-            while True:
-                if len(chunk.data) > limits.CHUNK_BYTES:
-                    up.abort(discard=False)
-                    context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                  f"chunk of {len(chunk.data)} bytes exceeds the {limits.CHUNK_BYTES}-byte limit")
-                if chunk is not first and chunk.HasField("header"):
-                    up.abort(discard=False)
-                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, "only the first upload message may carry a header")
-                up.write(chunk.data)
-                received += len(chunk.data)
-                chunk = next(request_iterator, None)
-                if chunk is None:
-                    break
-        except UploadError as exc:
-            context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
-        except grpc.RpcError:
-            # The client went away: keep the committed bytes for a resume.
-            up.abort(discard=False)
-            raise
-        try:
-            up.finish()
-        except UploadError as exc:
-            context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
-        log.info("model %s committed (%d bytes)", h.digest[:12], h.size_bytes)
-        return pb.UploadModelResponse(digest=h.digest, already_present=False, received_bytes=received)
+        return uploads.receive(self.cache, request_iterator, context, self.config.upload_floor_bytes_s,
+                               self.config.upload_window_s)
 
     # -- jobs -------------------------------------------------------------------
     def Run(self, request, context) -> Iterator[pb.RunEvent]:
-        job = request.job
-        if not _JOB_ID.match(job.job_id):
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          "job_id: expected 1-200 characters of letters, digits and ._:/+-")
-        existing = self.jobs.get(job.job_id)
-        if existing is None:
+        rec, seen, timeout_s = self._admit(request.job, context)
+        del request  # a queued job's stream must not keep the request and its probes alive
+        if isinstance(rec, pb.RunEvent):
+            yield rec
+            return
+        yield from self._follow(rec, context, seen, timeout_s)
+
+    def _admit(self, job: pb.Job, context) -> tuple:
+        """(record, events already seen, timeout_s) for a job, queued or
+        attached to; or (a final event, 0, 0) for a device the agent lacks."""
+        try:
+            admitted = inbound.job(job)
+        except inbound.Refused as exc:
+            _abort(context, exc)
+        rec = self.jobs.get(job.job_id)
+        attached = rec is not None
+        if rec is None:
+            dev = self.inventory.device(job.device_id)
+            if dev is None:
+                # Answered at once: no queue, nothing kept for an id the agent does not have.
+                return pb.RunEvent(job_id=job.job_id, result=wire.error_result(
+                    job.device_id, "job", "unknown_device", f"device {job.device_id!r} is not on this agent",
+                    time.time())), 0, 0.0
             try:
-                spec_parts = self._decode(job)
-            except ValueError as exc:
+                checked = self._options(job, dev)
+            except options.OptionRefused as exc:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            digests = tuple(m.digest for m in job.models)
+            for d in digests:
+                self.cache.use(d)
             try:
-                dev = self._device(job.device_id)
-                lane = (dev.exclusive if dev is not None and dev.exclusive else job.device_id)
-                rec, attached = self.jobs.submit(job.job_id, job.device_id, self._work(job, spec_parts), lane)
+                rec, attached = self.jobs.submit(
+                    job.job_id, job.device_id, self._work(admitted, checked), dev.exclusive or job.device_id,
+                    fingerprint=admitted.fingerprint, digests=digests, cost=admitted.probe_bytes)
             except Draining as exc:
                 context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
             except QueueFull as exc:
                 context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
-        else:
-            rec, attached = existing, True
+        if attached and rec.fingerprint != admitted.fingerprint:
+            context.abort(grpc.StatusCode.ALREADY_EXISTS,
+                          f"job_id {job.job_id!r} is already used by another job on this agent (its device, models, "
+                          "target, measure, probes or timeout differ); send a new job id")
         if attached:
             log.info("job %s: attached to existing job (%s)", job.job_id, rec.state)
-        seen = 0
-        if attached and rec.done:
-            seen = len(rec.events) - 1  # a finished job answers with its stored result only
-        while True:
-            for ev in rec.wait_events(seen, limits.EVENT_POLL_S):
-                seen += 1
-                yield ev
-                if ev.HasField("result"):
-                    return
-            if not context.is_active():
-                return  # the job runs on; a re-sent job id re-attaches
+        # A finished job answers with its stored result only.
+        seen = rec.end_cursor() - 1 if attached and rec.done else 0
+        return rec, seen, job.timeout_s
+
+    def _follow(self, rec: JobRecord, context, seen: int, timeout_s: float) -> Iterator[pb.RunEvent]:
+        """The job's events until its result. The stream has a server-side
+        bound: the queue wait, the job's own time limit and a grace; past it
+        the agent ends the stream (the job goes on), and the watchdog cancels
+        a stream blocked on a client that stopped reading."""
+        bound = self.config.queue_wait_s + timeout_s + limits.RUN_STREAM_GRACE_S
+        deadline = time.monotonic() + bound
+        token = self.watchdog.watch(context, bound + limits.RUN_STREAM_GRACE_S)
+        try:
+            while True:
+                events, seen = rec.wait_events(seen, limits.EVENT_POLL_S)
+                for ev in events:
+                    yield ev
+                    if ev.HasField("result"):
+                        return
+                if not context.is_active():
+                    return  # the job runs on; a re-sent job id re-attaches
+                if time.monotonic() > deadline:
+                    context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                  f"job {rec.job_id}: this stream reached the agent's bound of {bound:g} s (queue "
+                                  "wait + the job's timeout_s + grace); the job goes on, re-send its id to follow it")
+        finally:
+            self.watchdog.release(token)
+
+    def _options(self, job: pb.Job, dev: contract.DeviceInfo) -> options.Checked:
+        t = job.target
+        versions = [r.version for r in dev.runtimes if r.name == t.runtime
+                    and (not t.version or r.version == t.version or r.version.startswith(t.version + "."))]
+        drv = self.drivers.get(job.device_id.split(":", 1)[0])
+        return options.check(t.runtime, versions, t.ep, dict(t.options), self.custom_ops,
+                             takes_custom_ops=bool(getattr(drv, "takes_custom_ops", False)))
 
     def Cancel(self, request, context):
+        try:
+            inbound.job_id(request.job_id)
+        except inbound.Refused as exc:
+            _abort(context, exc)
         found, state = self.jobs.cancel(request.job_id)
         if found:
             log.info("job %s: cancel requested (%s)", request.job_id, state)
         return pb.CancelResponse(found=found, state=state)
 
     # -- helpers ----------------------------------------------------------------
-    def _decode(self, job: pb.Job) -> dict:
-        if job.timeout_s <= 0:
-            raise ValueError("timeout_s: expected a positive number of seconds")
-        if len(job.probes) > limits.MAX_PROBES:
-            raise ValueError(f"probes: {len(job.probes)} given, at most {limits.MAX_PROBES} allowed")
-        for m in job.models:
-            if not valid_digest(m.digest):
-                raise ValueError(f"model digest {m.digest[:80]!r}: expected 64 lowercase hex characters")
-        probes = tuple(wire.tensors_from_pb(p) for p in job.probes)
-        return {"probes": probes, "measure": wire.policy_from_pb(job.measure)}
+    def _work(self, admitted: inbound.Admitted, checked: options.Checked):
+        job = admitted.job  # the request without its probes
 
-    def _work(self, job: pb.Job, parts: dict):
         def work(progress, cancel) -> pb.Result:
             started = time.time()
             driver_name, _, local_id = job.device_id.partition(":")
             drv = self.drivers.get(driver_name)
-            device = self._device(job.device_id) if drv is not None else None
+            device = self.inventory.device(job.device_id) if drv is not None else None
             if drv is None or device is None:
                 return wire.error_result(job.device_id, "job", "unknown_device",
                                          f"device {job.device_id!r} is not on this agent", started)
@@ -224,7 +238,7 @@ class AgentServicer(pb_grpc.AgentServicer):
                                          f"device {job.device_id} is {device.state}: {device.state_reason}", started)
             models = []
             for m in job.models:
-                path = self.cache.path(m.digest)
+                path = self.cache.use(m.digest)
                 if path is None:
                     return wire.error_result(job.device_id, "job", "model_missing",
                                              f"model {m.digest[:12]} is not in this agent's cache; upload it first",
@@ -233,9 +247,9 @@ class AgentServicer(pb_grpc.AgentServicer):
             spec = contract.JobSpec(
                 job_id=job.job_id, device_local_id=local_id, models=tuple(models),
                 target=contract.RuntimeTarget(job.target.runtime, job.target.version, job.target.ep,
-                                          dict(job.target.options)),
-                measure=parts["measure"], probes=parts["probes"], timeout_s=job.timeout_s,
-                labels=dict(job.labels),
+                                              checked.options),
+                measure=admitted.measure, probes=admitted.probes, timeout_s=job.timeout_s,
+                labels=dict(job.labels), custom_ops=checked.custom_ops,
             )
             log.info("job %s: running on %s (%s/%s)", job.job_id, job.device_id, job.target.runtime, job.target.ep)
             res = drv.run(spec, progress, cancel)
@@ -246,37 +260,6 @@ class AgentServicer(pb_grpc.AgentServicer):
         return work
 
 
-class TokenAuth(grpc.ServerInterceptor):
-    """Bearer-token check on every call but health checks; constant-time
-    comparison; the token is never logged."""
-
-    def __init__(self, token: str):
-        self._expected = f"Bearer {token}".encode()
-
-    def intercept_service(self, continuation, details):
-        handler = continuation(details)
-        if handler is None or details.method.startswith("/grpc.health.v1.Health/"):
-            return handler
-        given = ""
-        for key, value in details.invocation_metadata or ():
-            if key == "authorization":
-                given = value
-        if hmac.compare_digest(given.encode(), self._expected):
-            return handler
-        why = "missing authorization metadata" if not given else "invalid token"
-
-        def deny(request_or_iterator, context):
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, f"{why}: this agent requires a token (--token-file)")
-
-        if handler.request_streaming and handler.response_streaming:
-            return grpc.stream_stream_rpc_method_handler(deny)
-        if handler.request_streaming:
-            return grpc.stream_unary_rpc_method_handler(deny)
-        if handler.response_streaming:
-            return grpc.unary_stream_rpc_method_handler(deny)
-        return grpc.unary_unary_rpc_method_handler(deny)
-
-
 @dataclass
 class RunningAgent:
     server: grpc.Server
@@ -285,6 +268,7 @@ class RunningAgent:
     servicer: AgentServicer
     health: health.HealthServicer
     drivers: Mapping[str, contract.Driver]
+    janitor: "Janitor"
 
     def drain(self, grace: float = limits.SHUTDOWN_GRACE_S) -> None:
         """Report NOT_SERVING, refuse new jobs (UNAVAILABLE, so controllers
@@ -295,6 +279,8 @@ class RunningAgent:
     def stop(self, grace: float = limits.SHUTDOWN_GRACE_S) -> None:
         self.drain(grace)
         self.server.stop(grace).wait(grace + 1)
+        self.janitor.close()
+        self.servicer.watchdog.close()
         for d in self.drivers.values():
             try:
                 d.close()
@@ -302,9 +288,36 @@ class RunningAgent:
                 log.exception("closing driver %s", getattr(d, "name", "?"))
 
 
+class Janitor:
+    """Ends jobs that waited too long in a queue and removes partial uploads
+    nobody resumed, every JANITOR_INTERVAL_S."""
+
+    def __init__(self, jobs: JobTable, cache: ModelCache):
+        self._stop = threading.Event()
+
+        def loop():
+            while not self._stop.wait(limits.JANITOR_INTERVAL_S):
+                try:
+                    jobs.expire_waiting()
+                    cache.expire_partials()
+                except Exception:
+                    log.exception("janitor")
+
+        self._thread = threading.Thread(target=loop, daemon=True, name="janitor")
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(limits.JANITOR_INTERVAL_S + 1)
+
+
 def server_options() -> list:
     return [
-        ("grpc.max_receive_message_length", limits.MAX_MESSAGE_BYTES),
+        # One receive limit for every method (core refuses a larger message
+        # from its length prefix, unread): the largest legitimate message, a
+        # job with its probes. Each method's own limit is checked in
+        # agents.boundary.
+        ("grpc.max_receive_message_length", limits.RUN_MESSAGE_BYTES),
         ("grpc.max_send_message_length", limits.MAX_MESSAGE_BYTES),
         # Detect dead controllers on long Run streams.
         ("grpc.keepalive_time_ms", int(limits.KEEPALIVE_S * 1000)),
@@ -319,20 +332,44 @@ def server_options() -> list:
     ]
 
 
+def _return_large_buffers_to_the_os() -> None:
+    """glibc raises its mmap threshold after the first large buffer is freed
+    (up to 32 MiB, see mallopt(3) M_MMAP_THRESHOLD), after which request
+    buffers of a few MiB come from per-thread arenas that keep them when
+    freed: an agent that has taken a few large jobs on many threads then
+    stays hundreds of MiB above its baseline. A fixed threshold keeps every
+    buffer above it mmapped, and returned to the system when freed."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return
+    m_mmap_threshold = -3  # <malloc.h>
+    mallopt(m_mmap_threshold, limits.MALLOC_MMAP_THRESHOLD_BYTES)
+
+
 def start(config: AgentConfig) -> RunningAgent:
+    custom_ops = options.configured_libraries(config.custom_ops)
+    _return_large_buffers_to_the_os()
     drivers = {}
     for name in config.drivers:
         drivers[name] = registry.load_driver(name, config.driver_config.get(name, {}))
     cache_root = Path(config.cache_dir) if config.cache_dir else Path(tempfile.gettempdir()) / "harness-agent-cache"
-    cache = ModelCache(cache_root, config.max_model_bytes)
-    jobs = JobTable(max_queue=config.max_queue)
-    servicer = AgentServicer(drivers, cache, jobs)
-    interceptors = [TokenAuth(config.token)] if config.token else []
+    jobs = JobTable(max_queue=config.max_queue, queue_wait_s=config.queue_wait_s)
+    cache = ModelCache(cache_root, config.max_model_bytes, config.cache_quota_bytes, config.partial_ttl_s,
+                       pinned=jobs.live_digests)
+    watchdog = Watchdog(limits.WATCHDOG_TICK_S)
+    servicer = AgentServicer(drivers, cache, jobs, config, watchdog, custom_ops)
+    classes, other = method_classes()
+    # Every admitted call has a thread of its own, so nothing waits in the
+    # executor's queue; the headroom answers refusals at once.
+    workers = sum(c.limit for c in {c.name: c for c in [*classes.values(), other]}.values()) + limits.RPC_HEADROOM
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=config.max_concurrent_rpcs, thread_name_prefix="rpc"),
-        interceptors=interceptors,
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
+        interceptors=[Boundary(classes, other, config.token, watchdog, limits.REQUEST_RECEIVE_S)],
         options=server_options(),
-        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+        maximum_concurrent_rpcs=workers,
     )
     pb_grpc.add_AgentServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
@@ -348,7 +385,7 @@ def start(config: AgentConfig) -> RunningAgent:
     for svc in ("", SERVICE_NAME):
         health_servicer.set(svc, health_pb2.HealthCheckResponse.SERVING)
     host = config.listen.rsplit(":", 1)[0]
-    return RunningAgent(server, port, f"{host}:{port}", servicer, health_servicer, drivers)
+    return RunningAgent(server, port, f"{host}:{port}", servicer, health_servicer, drivers, Janitor(jobs, cache))
 
 
 def _server_credentials(tls: Mapping[str, str]) -> grpc.ServerCredentials:

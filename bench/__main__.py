@@ -18,11 +18,11 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import adaptive, aggregate, cli_help, deploy, fanout, overhead
+from bench import adaptive, aggregate, cli_help, compare, deploy, fanout, overhead, store
 from bench.common import Row, busy_note, load_average, machine, markdown_table, table
 
-# Cheapest and least disturbed first; the fan-out's sleeping agents last
-# but one, the store-heavy aggregation last.
+# Cheapest and least disturbed first; the fan-out's sleeping agents, then the
+# store-heavy aggregation and the shared store (its own PostgreSQL server) last.
 BENCHMARKS = {
     "help": cli_help,
     "overhead": overhead,
@@ -30,7 +30,11 @@ BENCHMARKS = {
     "deploy": deploy,
     "fanout": fanout,
     "aggregate": aggregate,
+    "store": store,
 }
+# Long benchmarks, run only when named (`python -m bench compare`): each is
+# tens of minutes of real runs; docs/bench.md says what they show.
+LONG = {"compare": compare}
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
@@ -60,14 +64,15 @@ def record(rows: list[Row], info: dict, seconds: float, argv: list[str]) -> None
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[1])
     ap.add_argument("names", nargs="*",
-                    help=f"benchmarks to run (default all): {', '.join(BENCHMARKS)}")
+                    help=f"benchmarks to run (default all): {', '.join(BENCHMARKS)}; long ones, only when named: "
+                         f"{', '.join(LONG)}")
     ap.add_argument("--quick", action="store_true", help="fewer repetitions; results are not recorded")
     ap.add_argument("--no-record", action="store_true", help="do not rewrite bench/RESULTS.md")
     ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = ap.parse_args(argv)
-    unknown = [n for n in args.names if n not in BENCHMARKS]
+    unknown = [n for n in args.names if n not in BENCHMARKS and n not in LONG]
     if unknown:
-        ap.error(f"unknown benchmark {unknown[0]!r} (expected: {', '.join(BENCHMARKS)})")
+        ap.error(f"unknown benchmark {unknown[0]!r} (expected: {', '.join([*BENCHMARKS, *LONG])})")
     names = args.names or list(BENCHMARKS)
     info = machine()
     print(f"machine: {info['cpu']}, {info['cores']} cores, {info['memory']}, load {info['load average at start']}",
@@ -85,7 +90,7 @@ def main(argv: list[str]) -> int:
             tmp.mkdir()
             start = time.perf_counter()
             try:
-                got = BENCHMARKS[name].run(tmp, quick=args.quick)
+                got = {**BENCHMARKS, **LONG}[name].run(tmp, quick=args.quick)
             except Exception as exc:
                 crashed = True
                 traceback.print_exc()

@@ -44,10 +44,11 @@ def _cohort(path: Path) -> Path:
             target = "{runtime: onnxruntime-web, ep: wasm}" if browser else "{runtime: onnxruntime, ep: cpu}"
             lines.append(f"  - {{id: p{a}-{d}, platform: {'browser' if browser else 'android'}, "
                          f"match: {{id: 'sim:a{a}-d{d}'}}, targets: [{target}]}}")
-    # Measured runs stop at min_s with target_ci 0: each job is first run + JOB_S - one run.
+    # Measured runs stop at min_s with target_ci 0: each job is first run + JOB_S - one run,
+    # in one session (the dispatch of a job's sessions is what bench/compare.py runs).
     min_s = JOB_S - LATENCY_MS / 1e3
     lines.append(f"measure: {{warmup_runs: 0, warmup_s: 0, min_runs: 1, min_s: {min_s}, max_s: {min_s}, "
-                 "target_ci: 0}")
+                 "target_ci: 0, sessions: 1}")
     path.write_text("\n".join(lines) + "\n")
     return path
 

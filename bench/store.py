@@ -13,8 +13,9 @@ candidates, 1,000 samples each).
 * history: `harness history` of one candidate x device over 500 runs
   (query, per-run statistics from the raw samples, change points).
 * dashboard: the run page of a 100-result run through a real uvicorn
-  server; the figure is the server's own time (its Server-Timing header),
-  the first request (nothing cached) and the median of the rest.
+  server, after one warm-up page of another run; the figure is the
+  server's own time (its Server-Timing header). Nothing is cached between
+  requests: each one reads the store and builds the report again.
 """
 
 from __future__ import annotations
@@ -100,16 +101,17 @@ def _history(store, cap) -> list[float]:
         items.append((f"h-{i:04d}", r))
     for rid, r in items:
         store.put_results(rid, [(key, r, None)])
-    times = []
+    times, cpus = [], []
     for _ in range(HISTORY_REPS):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         doc = from_store(store, rec["candidate"], profile=rec["device"]["profile"], target=rec["target"],
                          last=HISTORY_RUNS)
         times.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
     [series] = doc["series"]
     assert len(series["points"]) == HISTORY_RUNS
     assert [c["run_id"] for c in series["changes"] if c["kind"] == "latency"] == ["h-0400"], series["changes"]
-    return times
+    return times, cpus
 
 
 def _page(url: str, store, cap) -> list[float]:
@@ -125,16 +127,22 @@ def _page(url: str, store, cap) -> list[float]:
     cfg["cohort"] = dict(config["cohort"], devices=[d for d in config["cohort"]["devices"] if d["id"] in keep])
     store.create_run("page", cohort, version, cfg)
     store.put_results("page", items)
+    store.create_run("warm-up", cohort, version, cfg)
+    store.put_results("warm-up", items[:10])
     d = Dashboard(url)
     try:
-        times = []
+        # Warm the process (lazy imports, template compilation) on another run's page first.
+        assert httpx.get(f"{d.base}/runs/warm-up", timeout=300).status_code == 200
+        times, cpus = [], []
         for _ in range(PAGE_REPS):
+            c0 = time.process_time()  # the server runs in this process: its CPU time, and the client's
             r = httpx.get(f"{d.base}/runs/page", timeout=120)
+            cpus.append(time.process_time() - c0)
             assert r.status_code == 200 and 'id="plot-latency"' in r.text
             times.append(float(r.headers["server-timing"].split("dur=")[1]) / 1000)
     finally:
         d.stop()
-    return times
+    return times, cpus
 
 
 def run(tmp: Path, quick: bool = False) -> list[Row]:
@@ -150,8 +158,8 @@ def run(tmp: Path, quick: bool = False) -> list[Row]:
         store = open_store(url)
         try:
             bulk, single = _write(store, cap)
-            hist = _history(store, cap)
-            page = _page(url, store, cap)
+            hist, hist_cpu = _history(store, cap)
+            page, page_cpu = _page(url, store, cap)
         finally:
             store.close()
     finally:
@@ -164,9 +172,10 @@ def run(tmp: Path, quick: bool = False) -> list[Row]:
             {"bulk_s": bulk, "one_by_one_s": single}),
         Row(f"store: history of one candidate × device over {HISTORY_RUNS} runs", "≤ 0.3 s",
             f"{median(hist):.3f} s", median(hist) <= 0.3,
-            f"{of(hist, 's')}; query + p50/p90 and intervals from 1,000 raw samples a run + change points "
-            "(finds the step at run 400)", {"history_s": hist}),
+            f"{of(hist, 's')} wall, {median(hist_cpu):.3f} s CPU; query + p50/p90 and intervals from 1,000 raw "
+            "samples a run + change points (finds the step at run 400)", {"history_s": hist, "cpu_s": hist_cpu}),
         Row(f"dashboard: run page of {PAGE_RESULTS} results, server time", "≤ 0.3 s", f"{median(page):.3f} s",
-            median(page) <= 0.3, f"first request {page[0]:.3f} s; {of(page, 's')} (Server-Timing, uvicorn on "
-                                 "loopback, PostgreSQL store)", {"page_s": page}),
+            median(page) <= 0.3, f"{of(page, 's')}, {median(page_cpu):.3f} s CPU; nothing cached between requests "
+                                 "(Server-Timing, uvicorn on loopback, PostgreSQL store)",
+            {"page_s": page, "cpu_s": page_cpu}),
     ]

@@ -32,6 +32,18 @@ def local_agent(drivers: Optional[Sequence[str]] = None, driver_config: Optional
     return start_it
 
 
+def _custom_ops(cfg, path: Optional[Path]) -> dict:
+    """agent.yaml's custom_ops, each library checked now (one line naming the file and the entry)."""
+    from agents.options import configured_libraries
+
+    if not cfg or not cfg.custom_ops:
+        return {}
+    try:
+        return {name: str(p) for name, p in configured_libraries(cfg.custom_ops).items()}
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
 def _is_loopback(host: str) -> bool:
     host = host.strip("[]")
     if host in ("localhost", ""):
@@ -78,6 +90,9 @@ def serve(listen: Optional[str], drivers: Optional[str], token_file: Optional[Pa
             token=token, tls=tls,
             max_model_bytes=(cfg.max_model_mb * limits.MiB) if cfg and cfg.max_model_mb else limits.MAX_MODEL_BYTES,
             max_queue=(cfg.max_queue if cfg and cfg.max_queue else limits.MAX_QUEUE_PER_DEVICE),
+            custom_ops=_custom_ops(cfg, config),
+            cache_quota_bytes=(cfg.cache_quota_mb * limits.MiB) if cfg and cfg.cache_quota_mb
+            else limits.CACHE_QUOTA_BYTES,
         ))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

@@ -18,8 +18,9 @@ from harness.controller.run import RunOutcome, RunRequest
 
 __all__ = [
     "RunRequest", "RunOutcome",
-    "run_cohort", "resume", "list_devices", "list_runs", "report", "load_report", "decide", "compare",
+    "run_cohort", "resume", "list_devices", "list_runs", "report", "decide", "compare",
     "plan", "quantize", "convert_coreml", "install_browser_runtimes", "browser_runtimes", "setup_browser",
+    "install_runtimes", "runtimes", "remove_runtimes",
     "serve_agent", "migrate_store", "copy_store", "history", "serve_dashboard",
 ]
 
@@ -58,7 +59,8 @@ def list_devices(lab: Optional[Path], drivers: Optional[Sequence[str]] = None) -
             for name, c in conn.clients.items()},
             "devices": [{"agent": d.agent, "id": d.id, "platform": d.platform, "state": d.state,
                          "state_reason": d.state_reason, "facts": dict(d.facts),
-                         "runtimes": [{"name": r.name, "version": r.version, "eps": list(r.eps)} for r in d.runtimes]}
+                         "runtimes": [{"name": r.name, "version": r.version, "eps": list(r.eps), "build": r.build,
+                                       "label": r.label} for r in d.runtimes]}
                         for d in conn.devices]}
     finally:
         conn.close()
@@ -76,11 +78,16 @@ def list_runs(store_url: Optional[str], limit: int = 20) -> list[dict]:
 
 
 def report(store_url: Optional[str], ref: str) -> dict:
-    """A stored run's report document (run id, unique prefix or 'latest')."""
+    """A run's report document: a stored run (id, unique prefix or 'latest')
+    or a saved report.json of any version, both read through harness.record.load."""
     from harness.controller.run import resolve_run
+    from harness.record.load import read_report
     from harness.report.document import build_report
     from harness.store import open_store
 
+    p = Path(ref)
+    if p.suffix == ".json" or p.is_file():
+        return read_report(p)
     store = open_store(store_url, create=False)
     try:
         return build_report(store, resolve_run(store, ref))
@@ -88,39 +95,44 @@ def report(store_url: Optional[str], ref: str) -> dict:
         store.close()
 
 
-def load_report(store_url: Optional[str], ref: str) -> dict:
-    """A stored run by id / prefix / 'latest', or a saved report.json file."""
-    import json
-
-    from harness.kernel.configfile import ConfigError
-
-    p = Path(ref)
-    if p.suffix == ".json" or p.is_file():
-        try:
-            doc = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{p}: cannot read a report ({type(exc).__name__}: {exc})") from None
-        if not isinstance(doc, dict) or "results" not in doc or "run" not in doc:
-            raise ConfigError(f"{p}: not a harness report (expected the keys run and results)")
-        return doc
-    return report(store_url, ref)
-
-
 def decide(store_url: Optional[str], ref: str) -> dict:
     """The quantisation-vs-distillation decision of a run, with its evidence:
     {run, decision (None without an analysis), analysis_errors}."""
-    doc = load_report(store_url, ref)
+    doc = report(store_url, ref)
     return {"run": doc["run"], "decision": doc.get("decision"), "analysis_errors": doc.get("analysis_errors") or []}
 
 
 def compare(store_url: Optional[str], old: str, new: str, threshold: float = 0.05,
-            memory_threshold: Optional[float] = None, force: bool = False) -> dict:
-    """Per device x candidate x target deltas between two runs; `regressions`
-    lists what should fail CI, `refused` what could not be compared."""
-    from harness.analysis.compare import compare_docs
+            memory_threshold: Optional[float] = None, force: bool = False, ab: Optional[RunRequest] = None,
+            pairs: int = 10, progress: Progress = lambda e: None) -> dict:
+    """Per device x candidate x target deltas between two runs, judged on
+    their sessions against each device target's noise floor (learnt from the
+    store); `regressions` lists what should fail CI, `undetermined` the rows
+    with one session on a side, `refused` what could not be compared.
 
-    return compare_docs(load_report(store_url, old), load_report(store_url, new), threshold=threshold,
-                        memory_threshold=memory_threshold, force=force)
+    With `ab` (`harness compare --ab OLD.onnx NEW.onnx --cohort ...`): run
+    the two models — `ab.models`, named old and new — in `pairs` alternating
+    sessions each (ABBA) on every device of the cohort, and judge them pair
+    by pair; `run` is the stored run's id."""
+    from dataclasses import replace
+
+    from harness.analysis.compare import compare_docs, compare_pairs
+    from harness.analysis.noise import store_book
+
+    if ab is None:
+        o, n = report(store_url, old), report(store_url, new)
+        return compare_docs(o, n, threshold=threshold, memory_threshold=memory_threshold, force=force,
+                            noise=store_book(store_url, [o, n]))
+    from harness.controller import run
+
+    outcome = run.run(replace(ab, models=[f"old={old}", f"new={new}"], repeat=pairs, store=store_url), progress,
+                      start_local=_local(ab.drivers))
+    doc = outcome.report
+    out = compare_pairs(doc, "old", "new", threshold=threshold, memory_threshold=memory_threshold,
+                        noise=store_book(store_url, [doc]))
+    out["run"] = outcome.run_id
+    out["out_files"] = [str(p) for p in outcome.out_files]
+    return out
 
 
 def plan(cohort: str, candidates_file: Optional[Path], models: Sequence[str], lab: Optional[Path],
@@ -185,6 +197,52 @@ def setup_browser(say: Callable[[str], None] = print) -> dict:
     rep = provision.setup(say=say)
     ort = install_browser_runtimes([], default=True) if rep.npm else []
     return {"chromium": rep.chromium, "npm": rep.npm, "ort_web": ort}
+
+
+def _environment_row(env) -> dict:
+    from agents.host import runtimes, targets
+
+    build = targets.build_of(env)
+    return {"dist": env.dist, "version": env.version, "runtime_version": env.runtime_version,
+            "eps": list(build.eps), "label": build.label, "path": str(env.path), "fetched": env.fetched,
+            "size_mb": round(runtimes.size_bytes(env) / 1e6, 1)}
+
+
+def install_runtimes(specs: Sequence[str]) -> list[tuple[str, Optional[dict], Optional[str]]]:
+    """Make an environment per ONNX Runtime build for the host driver: (spec, environment or None, error or None)."""
+    from agents.host import runtimes
+
+    out = []
+    for text in specs:
+        try:
+            out.append((text, _environment_row(runtimes.install(runtimes.parse_spec(text))), None))
+        except runtimes.RuntimeEnvError as exc:
+            out.append((text, None, str(exc)))
+    return out
+
+
+def runtimes() -> dict:
+    """harness's own ONNX Runtime and the installed environments, with their EPs."""
+    from agents.host import runtimes as rt, targets
+
+    own, why = targets.own_build()
+    return {"own": None if own is None else {"label": own.label, "dist": own.build, "version": own.version,
+                                             "eps": list(own.eps)},
+            "own_missing": why, "cache": str(rt.cache_root()),
+            "environments": [_environment_row(e) for e in rt.installed()]}
+
+
+def remove_runtimes(specs: Sequence[str]) -> list[tuple[str, list[str], Optional[str]]]:
+    """Delete installed environments: (spec, labels removed, error or None)."""
+    from agents.host import runtimes as rt, targets
+
+    out = []
+    for text in specs:
+        try:
+            out.append((text, [targets.build_of(e).label for e in rt.remove(rt.parse_spec(text))], None))
+        except rt.RuntimeEnvError as exc:
+            out.append((text, [], str(exc)))
+    return out
 
 
 def serve_agent(**options: Any) -> None:

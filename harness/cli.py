@@ -40,21 +40,28 @@ def run(
                                          help="Cohort name (device_profiles/cohorts/NAME.yaml) or path."),
     candidates: Optional[Path] = typer.Option(None, "--candidates", help="Candidates file (YAML)."),
     model: List[str] = typer.Option([], "--model", "-m", help="NAME=PATH of an ONNX model; repeatable."),
-    shape: List[str] = typer.Option([], "--shape", help="INPUT=1x3x224x224: a concrete input shape; repeatable."),
-    dim: List[str] = typer.Option([], "--dim", help="NAME=N: size of a symbolic dimension; repeatable."),
+    shape: List[str] = typer.Option([], "--shape", help="[CANDIDATE:]INPUT=1x3x224x224: an input's whole shape, for "
+                                    "every candidate with that input or for one; repeatable. Not needed for inputs "
+                                    "the eval set holds."),
+    dim: List[str] = typer.Option([], "--dim", help="[CANDIDATE:]NAME=N: size of a symbolic dimension; repeatable."),
+    eval_set: Optional[Path] = typer.Option(None, "--eval", help="Eval set (.npz, one array per input name, optional "
+                                            "labels): the probe inputs and their shapes (default: the candidates "
+                                            "file's eval)."),
     lab: Optional[Path] = typer.Option(None, "--lab", help="Lab file listing agents; default: an embedded local agent."),
     store: Optional[str] = typer.Option(None, "--store", help="Results store path (default .harness/results.sqlite)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for report.json / report.md / report.html."),
     probes: int = typer.Option(8, "--probes", help="Generated probe inputs per candidate (no eval set)."),
     drivers: Optional[str] = typer.Option(None, "--drivers", help="Embedded agent drivers (default host,browser)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress (a live panel on a terminal, plain lines "
+                                                           "otherwise)."),
     resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN",
                                          help="Finish a stored run: only jobs without a result run."),
     sustained: Optional[str] = typer.Option(None, "--sustained", metavar="DURATION",
                                             help="Run each job for this long (e.g. 10m): latency over time, "
                                                  "steady state vs first minute, throttling onset."),
-    repeat: int = typer.Option(1, "--repeat", help="Independent sessions per job (between- vs within-session variance)."),
-    cooldown: float = typer.Option(0.0, "--cooldown", help="Seconds to pause between a job's repeated sessions."),
+    repeat: Optional[int] = typer.Option(None, "--repeat", metavar="N",
+                                         help="Sessions per job (default: the cohort's measure.sessions, 5)."),
+    cooldown: float = typer.Option(0.0, "--cooldown", help="Seconds to pause before each later session of a job."),
     warn_only: bool = typer.Option(False, "--warn-only", help="Report failed budgets but exit 0."),
 ):
     """Benchmark candidates on a cohort's devices and store the results."""
@@ -63,15 +70,17 @@ def run(
     if resume and (cohort or candidates or model):
         fail("--resume takes the stored run's cohort and candidates; drop --cohort/--candidates/--model")
     from harness import api
-    from harness.cli_render import ProgressPrinter, print_summary
+    from harness.cli_progress import progress_view
+    from harness.cli_render import print_summary
 
     req = api.RunRequest(
         cohort=cohort or "", resume=resume, sustained_s=guarded(lambda: parse_duration(sustained)) if sustained else None,
-        repeat=repeat, cooldown_s=cooldown, candidates_file=candidates, models=model, shapes=shape, dims=dim, lab=lab, store=store,
+        repeat=repeat, cooldown_s=cooldown, candidates_file=candidates, models=model, shapes=shape, dims=dim,
+        eval_set=eval_set, lab=lab, store=store,
         out=out, probes=probes, drivers=[d.strip() for d in drivers.split(",") if d.strip()] if drivers else None,
     )
-    printer = ProgressPrinter(quiet=quiet)
-    outcome = guarded(lambda: api.run_cohort(req, printer))
+    with progress_view(quiet=quiet) as view:
+        outcome = guarded(lambda: api.run_cohort(req, view))
     print_summary(outcome)
     if outcome.interrupted:
         raise typer.Exit(130)
@@ -110,7 +119,7 @@ def runs(store: Optional[str] = typer.Option(None, "--store"), limit: int = type
 
 @app.command()
 def report(
-    run_ref: str = typer.Argument(..., metavar="RUN", help="Run id, unique prefix, or 'latest'."),
+    run_ref: str = typer.Argument(..., metavar="RUN", help="Run id, unique prefix, 'latest', or a report.json."),
     format: str = typer.Option("md", "--format", "-f", help="md | json | html"),
     store: Optional[str] = typer.Option(None, "--store"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file instead of stdout."),

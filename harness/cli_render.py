@@ -126,13 +126,17 @@ def print_devices(info: dict) -> None:
     rows = []
     for d in info["devices"]:
         f = d["facts"]
-        rts = "; ".join(f"{r['name']} {r['version']} [{' '.join(r['eps'])}]" for r in d["runtimes"])
+        rts = "; ".join(r["label"] for r in d["runtimes"])
         state = d["state"] + (f" ({d['state_reason']})" if d["state_reason"] else "")
         rows.append([d["agent"], d["id"], d["platform"], f.get("model", ""), f.get("os_version", ""), state, rts])
     if rows:
         print(_table(["agent", "device", "platform", "model", "os", "state", "runtimes"], rows))
     else:
         print("no devices")
+    # What a ready device still cannot measure, and why (a driver's `limits` fact).
+    for d in info["devices"]:
+        if d["facts"].get("limits"):
+            print(f"{d['id']} cannot measure: {d['facts']['limits']}")
 
 
 def print_runs(runs: list[dict]) -> None:

@@ -142,14 +142,16 @@ def convert(plan: dict) -> list[str]:
     with quiet_coremltools() as messages:
         import coremltools as ct
     notes = [m for m in messages if "torch" in m.lower() and "version" in m.lower()]
-    targets = {t.name.lower(): t for t in ct.target}
+    # ct.target is an IntEnum whose macOS/tvOS/watchOS names are aliases of
+    # the iOS ones (macOS14 = iOS17, _deployment_compatibility.py
+    # AvailableTarget): iterating it skips them, its __members__ has them all.
+    targets = {name.lower(): t for name, t in ct.target.__members__.items()}
     target = None
     if plan["target"]:
         target = targets.get(plan["target"].lower())
         if target is None:
-            known = ", ".join(t.name for t in ct.target if t.name.startswith("iOS"))
-            raise _fail(f"--minimum-deployment-target {plan['target']!r}: expected one of {known} "
-                        "(or a macOS/tvOS/watchOS target coremltools knows)")
+            raise _fail(f"--minimum-deployment-target {plan['target']!r}: expected one of "
+                        f"{', '.join(ct.target.__members__)}")
     module, kind, arg_names = _load_torch(plan["model"])
     given = {n: (shape, dt) for n, shape, dt in plan["inputs"]}
     if kind == "torchscript" and set(given) != set(arg_names) and not (len(given) == len(arg_names) == 1):

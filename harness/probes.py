@@ -15,86 +15,32 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
+from harness.config.inputs import resolve
 from harness.kernel.configfile import ConfigError
-from harness.kernel.modelfile import ModelInfo, TensorSpec
+from harness.kernel.modelfile import ModelInfo
 
 DEFAULT_PROBES = 8
 SEED = 20240428
 
 
-def parse_shape_option(raw: str) -> tuple[str, tuple[int, ...]]:
-    """`--shape NAME=1x3x224x224` -> ("NAME", (1, 3, 224, 224))."""
-    name, sep, dims = raw.rpartition("=")
-    if not sep or not name or not dims:
-        raise ConfigError(f"--shape {raw!r}: expected INPUT=DIMxDIM..., e.g. --shape input=1x3x224x224")
-    try:
-        shape = tuple(int(d) for d in dims.lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"--shape {raw!r}: dimensions must be integers separated by 'x'") from None
-    if any(d <= 0 for d in shape):
-        raise ConfigError(f"--shape {raw!r}: dimensions must be positive")
-    return name, shape
+def resolve_shapes(info: ModelInfo, shapes: Mapping[str, Sequence[int]], dims: Mapping[str, int]
+                   ) -> list[tuple[str, str, tuple[int, ...]]]:
+    """Concrete (name, dtype, shape) per input from size flags alone (no eval
+    set): harness.config.inputs.resolve for a single model."""
+    return resolve(info.path.stem, info, {k: tuple(v) for k, v in shapes.items()}, dims).inputs
 
 
-def parse_dim_option(raw: str) -> tuple[str, int]:
-    """`--dim batch=1` -> ("batch", 1)."""
-    name, sep, value = raw.partition("=")
-    try:
-        v = int(value)
-    except ValueError:
-        v = 0
-    if not sep or not name or v <= 0:
-        raise ConfigError(f"--dim {raw!r}: expected NAME=POSITIVE_INT, e.g. --dim batch=1")
-    return name, v
-
-
-def resolve_shapes(
-    info: ModelInfo, shapes: Mapping[str, Sequence[int]], dims: Mapping[str, int]
-) -> list[tuple[str, str, tuple[int, ...]]]:
-    """Concrete (name, dtype, shape) per input, or one clear error saying how
-    to give the missing sizes."""
-    out = []
-    names = {i.name for i in info.inputs}
-    unknown = [n for n in shapes if n not in names]
-    if unknown:
-        raise ConfigError(f"--shape {unknown[0]}: {info.path.name} has no input {unknown[0]!r} "
-                          f"(inputs: {', '.join(sorted(names))})")
-    for spec in info.inputs:
-        if spec.dtype in ("unknown", "bfloat16"):
-            raise ConfigError(f"{info.path}: input {spec.name!r} has element type {spec.dtype}, which probes cannot be generated for")
-        if spec.name in shapes:
-            shape = tuple(int(d) for d in shapes[spec.name])
-            if len(spec.dims) and len(shape) != len(spec.dims):
-                raise ConfigError(f"--shape {spec.name}: {len(shape)} dimensions given, the model declares "
-                                  f"{len(spec.dims)} ({_fmt(spec)})")
-            for given, declared in zip(shape, spec.dims):
-                if isinstance(declared, int) and declared != given:
-                    raise ConfigError(f"--shape {spec.name}: {shape} conflicts with the model's fixed shape {_fmt(spec)}")
-            out.append((spec.name, spec.dtype, shape))
-            continue
-        shape_l = []
-        for axis, d in enumerate(spec.dims):
-            if isinstance(d, int) and d > 0:
-                shape_l.append(d)
-            elif isinstance(d, str) and d in dims:
-                shape_l.append(int(dims[d]))
-            else:
-                what = f"symbolic dimension {d!r}" if isinstance(d, str) else f"an unnamed dimension at axis {axis}"
-                hint = f"--dim {d}=N or " if isinstance(d, str) else ""
-                example = "x".join(str(x) if isinstance(x, int) and x > 0 else "N" for x in spec.dims)
-                raise ConfigError(
-                    f"{info.path.name}: input {spec.name!r} has {what} (shape {_fmt(spec)}); "
-                    f"give its size with {hint}--shape {spec.name}={example}")
-        out.append((spec.name, spec.dtype, tuple(shape_l)))
-    return out
-
-
-def _fmt(spec: TensorSpec) -> str:
-    return "[" + ", ".join("?" if d is None else str(d) for d in spec.dims) + "]"
+def _family(dtype: str) -> str:
+    """Inputs of one name share their values across candidates whatever
+    their precision (an fp16 build's float16 input gets the fp32 one's
+    values, rounded): the seed keys on the kind of number, not its width."""
+    if dtype.startswith("float"):
+        return "float32"
+    return "bool" if dtype == "bool" else "int64"
 
 
 def _rng_for(name: str, dtype: str, shape: tuple[int, ...], index: int) -> np.random.Generator:
-    key = f"{SEED}|{name}|{dtype}|{shape}|{index}".encode()
+    key = f"{SEED}|{name}|{_family(dtype)}|{shape}|{index}".encode()
     return np.random.default_rng(int.from_bytes(hashlib.sha256(key).digest()[:8], "little"))
 
 
@@ -107,7 +53,7 @@ def generate(inputs: Sequence[tuple[str, str, tuple[int, ...]]], count: int = DE
         for name, dtype, shape in inputs:
             rng = _rng_for(name, dtype, shape, i)
             if dtype.startswith("float"):
-                p[name] = rng.standard_normal(shape).astype(dtype)
+                p[name] = rng.standard_normal(shape).astype(np.float32).astype(dtype)
             elif dtype == "bool":
                 p[name] = rng.random(shape) < 0.5
             else:
@@ -116,15 +62,36 @@ def generate(inputs: Sequence[tuple[str, str, tuple[int, ...]]], count: int = DE
     return probes
 
 
+def generated_warning(candidate: str, inputs: Sequence[tuple[str, str, tuple[int, ...]]],
+                      eval_path: Optional[Path]) -> Optional[str]:
+    """What the user should know about generated inputs: with an eval set,
+    that it lacks them (a misspelt array name reads the same); without one,
+    that random integers and booleans are where a model's branch hides (a
+    sample rate, a mode flag, a token id past the vocabulary)."""
+    odd = [f"{n} ({d}{', scalar' if not s else ''})" for n, d, s in inputs if not d.startswith("float")]
+    if eval_path is not None and inputs:
+        names = ", ".join(n for n, _, _ in inputs)
+        return (f"candidate {candidate}: the eval set {eval_path} has no array for input(s) {names}; generated "
+                "seeded values instead" + ("; integers and booleans at random may take another branch of the model "
+                                            "than real values" if odd else ""))
+    if not odd:
+        return None
+    return (f"candidate {candidate}: input(s) {', '.join(odd)} generated at random (integers in [0, 10), booleans by "
+            "coin flip): a model that branches on such a value (a sample rate, a mode, a token id) may take another "
+            "path than in use; give the real values as arrays of those names in an eval set (--eval, or eval: in "
+            "the candidates file)")
+
+
 def load_eval(
     path: Path, inputs: Sequence[tuple[str, str, tuple[int, ...]]], limit: int
 ) -> tuple[list[dict[str, np.ndarray]], Optional[list[np.ndarray]]]:
     """Probes (and per-probe labels) from an eval .npz.
 
-    Each input's array is either a stack of whole batches (ndim = model ndim
-    + 1) or samples along the batch axis (ndim = model ndim), cut into
-    batches of the model's batch size. `labels` (or `y`) holds one label per
-    sample.
+    Each input's array is a stack of whole inputs (ndim = input ndim + 1),
+    samples along the batch axis (ndim = input ndim), cut into batches of
+    the input's batch size, or one value for every probe (a 0-d array for a
+    scalar input; any input the set holds only one of). `labels` (or `y`)
+    holds one label per sample of the first batched input.
     """
     try:
         data = np.load(path, allow_pickle=False)
@@ -138,27 +105,53 @@ def load_eval(
             arr = data[name]
             if arr.ndim == len(shape) + 1 and tuple(arr.shape[1:]) == shape:
                 items = [arr[i] for i in range(arr.shape[0])]
+            elif arr.ndim == 0 and shape == ():
+                items = [arr]
             elif arr.ndim == len(shape) and tuple(arr.shape[1:]) == shape[1:] and shape and shape[0] > 0:
                 b = shape[0]
                 items = [arr[i:i + b] for i in range(0, arr.shape[0] - b + 1, b)]
             else:
                 raise ConfigError(f"{path}: array {name!r} has shape {arr.shape}; expected (N, *{shape}) or (N*{shape[0] if shape else 1}, *{shape[1:]})")
-            batches[name] = [np.ascontiguousarray(x.astype(dtype)) for x in items]
-        n = min(len(v) for v in batches.values())
-        n = min(n, limit)
-        probes = [{k: v[i] for k, v in batches.items()} for i in range(n)]
+            if not items:
+                raise ConfigError(f"{path}: array {name!r} of shape {arr.shape} holds no complete input of shape {shape}")
+            # np.array, not ascontiguousarray: that one returns at least 1-d
+            # arrays, turning a scalar input into shape (1,).
+            batches[name] = [np.array(x, dtype=dtype, order="C") for x in items]
+        counts = [len(v) for v in batches.values() if len(v) > 1]
+        n = min(min(counts) if counts else 1, limit)
+        # An input given once (a sample rate) is the same in every probe.
+        probes = [{k: v[i] if len(v) > 1 else v[0] for k, v in batches.items()} for i in range(n)]
         labels = None
         key = "labels" if "labels" in data.files else ("y" if "y" in data.files else None)
-        if key:
+        if key and probes:
             lab = np.asarray(data[key]).reshape(-1)
-            first = probes[0][inputs[0][0]] if probes else None
-            per = int(first.shape[0]) if first is not None and first.ndim else 1  # samples per probe
+            batched = [k for k, _, s in inputs if s and len(batches[k]) > 1] or [inputs[0][0]]
+            first = probes[0][batched[0]]
+            per = int(first.shape[0]) if first.ndim else 1  # samples per probe
             if lab.shape[0] < n * per:
                 raise ConfigError(f"{path}: {key} holds {lab.shape[0]} labels, the probes need {n * per}")
             labels = [lab[i * per:(i + 1) * per] for i in range(n)]
     if not probes:
         raise ConfigError(f"{path}: the eval set holds no complete batch")
     return probes, labels
+
+
+def candidate_probes(resolved, eval_path: Optional[Path], count: int, limit: int
+                     ) -> tuple[list[dict[str, np.ndarray]], Optional[list[np.ndarray]]]:
+    """One candidate's probes: its inputs the eval set holds from there, the
+    rest generated (seeded by input name, so candidates share them), in the
+    model's input order."""
+    ev = [i for i in resolved.inputs if i[0] in resolved.from_eval]
+    gen = [i for i in resolved.inputs if i[0] not in resolved.from_eval]
+    if ev and eval_path is not None:
+        probes, labels = load_eval(eval_path, ev, limit)
+    else:
+        probes, labels = [{} for _ in range(count)], None
+    if gen:
+        for p, g in zip(probes, generate(gen, len(probes))):
+            p.update(g)
+    order = [name for name, _, _ in resolved.inputs]
+    return [{k: p[k] for k in order} for p in probes], labels
 
 
 def nbytes(probe: Mapping[str, np.ndarray]) -> int:

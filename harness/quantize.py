@@ -116,7 +116,7 @@ def output_path(model: Path, out_dir: Path, kind: str) -> Path:
 def quantize(
     model: Path,
     *,
-    variants: Sequence[str] = VARIANTS,
+    variants: Optional[Sequence[str]] = None,
     eval_path: Optional[Path] = None,
     out_dir: Optional[Path] = None,
     settings: Settings = Settings(),
@@ -140,16 +140,23 @@ def quantize(
         raise ConfigError(f"--activation-type {settings.activation_type!r}: expected {' or '.join(ACTIVATION_TYPES)}")
     if settings.calibrate not in CALIBRATE_METHODS:
         raise ConfigError(f"--calibrate {settings.calibrate!r}: expected one of {', '.join(CALIBRATE_METHODS)}")
-    variants = tuple(dict.fromkeys(variants))
     out_dir = Path(out_dir).expanduser() if out_dir else model.parent
     if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"--out-dir {out_dir}: exists and is not a folder")
+        raise ConfigError(f"--out {out_dir}: exists and is not a folder")
 
     base = name or model.stem
     cand_path = Path(candidates).expanduser() if candidates else None
     if cand_path is not None:
         eval_path = eval_path or manifest.eval_path(cand_path)
         manifest.check_base(cand_path, base, model)
+    notes: list[str] = []
+    if variants is None:
+        # Without calibration data, make what needs none and say what the rest needs.
+        variants = VARIANTS if eval_path is not None else tuple(v for v in VARIANTS if v != "static")
+        if eval_path is None:
+            notes.append("static INT8 needs calibration data: give --eval DATA.npz (one array per model input, "
+                         "samples along the batch axis) to make it too")
+    variants = tuple(dict.fromkeys(variants))
     if "static" in variants and eval_path is None:
         raise ConfigError("static INT8 needs calibration data: give --eval DATA.npz (one array per model input, "
                           "samples along the batch axis), or leave it out with --variants dynamic,fp16")
@@ -160,14 +167,13 @@ def quantize(
 
     finals = {k: output_path(model, out_dir, k) for k in variants}
     if any(p.resolve() == model.resolve() for p in finals.values()):
-        raise ConfigError(f"{model}: an output would overwrite the input; choose another --out-dir")
+        raise ConfigError(f"{model}: an output would overwrite the input; choose another --out")
     created = not out_dir.exists()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(dir=out_dir, prefix=".quantize-"))
     except OSError as exc:
-        raise ConfigError(f"--out-dir {out_dir}: cannot write there ({exc.strerror or exc})") from None
-    notes: list[str] = []
+        raise ConfigError(f"--out {out_dir}: cannot write there ({exc.strerror or exc})") from None
     dyn_weights = "uint8" if "Conv" in info.op_types else "int8"
     done = False
     try:
@@ -298,36 +304,18 @@ def _check(float_model: Path, variant: Path, kind: str, batches: Optional[list[d
 
 
 def _eval_batches(info, path: Path, limit: int) -> list[dict[str, np.ndarray]]:
-    """Model-shaped batches from the eval set, read by the same reader as
-    probes. Symbolic dimensions take the eval arrays' sizes (a symbolic batch
-    axis of per-sample arrays becomes 1)."""
+    """Model-shaped batches from the eval set, shaped as `harness run` shapes
+    probes (harness.config.inputs: symbolic dimensions take the arrays'
+    sizes) and read by the same reader. Calibration needs every input there."""
+    from harness.config.inputs import eval_shapes, resolve
     from harness.probes import load_eval
 
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            shapes = {n: data[n].shape for n in data.files}
-    except Exception as exc:
-        raise ConfigError(f"{path}: cannot read the eval set ({type(exc).__name__}: {_first_line(exc)})") from None
-    inputs = []
-    for spec in info.inputs:
-        arr = shapes.get(spec.name)
-        if arr is None:
-            raise ConfigError(f"{path}: no array named {spec.name!r} for model input {spec.name!r} "
-                              f"(arrays: {', '.join(shapes)})")
-        n = len(spec.dims)
-        dims = []
-        for axis, d in enumerate(spec.dims):
-            if isinstance(d, int) and d > 0:
-                dims.append(d)
-            elif len(arr) == n + 1:
-                dims.append(int(arr[axis + 1]))
-            elif len(arr) == n:
-                dims.append(1 if axis == 0 else int(arr[axis]))
-            else:
-                raise ConfigError(f"{path}: array {spec.name!r} has shape {tuple(arr)}; the model input has "
-                                  f"{n} dimensions, so expected {n} (samples) or {n + 1} (whole batches)")
-        inputs.append((spec.name, spec.dtype, tuple(dims)))
-    batches, _ = load_eval(path, inputs, limit)
+    arrays = eval_shapes(path)
+    missing = [spec.name for spec in info.inputs if spec.name not in arrays]
+    if missing:
+        raise ConfigError(f"{path}: no array named {missing[0]!r} for model input {missing[0]!r} "
+                          f"(arrays: {', '.join(arrays)})")
+    batches, _ = load_eval(path, resolve(info.path.stem, info, {}, {}, arrays, path).inputs, limit)
     return batches
 
 

@@ -65,3 +65,17 @@ class AgentProcess:
 def write_lab(path, agents):
     path.write_text("agents:\n" + "".join(a.lab_line() for a in agents))
     return path
+
+
+def host_cohort(tmp_path, name, measure):
+    """A cohort of the host CPU alone (one thread), with this measure policy
+    (a YAML flow mapping); its profiles live under tmp_path/profiles."""
+    root = tmp_path / "profiles"
+    (root / "cohorts").mkdir(parents=True, exist_ok=True)
+    (root / "devices").mkdir(exist_ok=True)
+    (root / "devices" / "host-cpu.yaml").write_text(
+        "id: host-cpu\nplatform: linux\nmatch: {driver: host}\n"
+        "targets:\n  - {runtime: onnxruntime, ep: cpu, options: {intra_op_threads: 1}}\n")
+    path = root / "cohorts" / f"{name}.yaml"
+    path.write_text(f"name: {name}\ndevices: [host-cpu]\nmeasure: {measure}\n")
+    return path

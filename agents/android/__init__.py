@@ -9,11 +9,14 @@ profile and log. adbutils is the only extra dependency (`harness[android]`).
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 from agents.android.config import AndroidSection as Config
+from agents.registry import driver_config
 
 
-def create(config: Config):
+def create(config: Config | Mapping[str, Any]):
     """The driver; `config.parse` checks the section's files and values first."""
     from agents.android.driver import AndroidDriver
 
-    return AndroidDriver(config.model_dump(exclude_unset=True))
+    return AndroidDriver(driver_config("android", config).model_dump(exclude_unset=True))

@@ -10,6 +10,7 @@ imported inside functions only: it is the android extra's dependency.
 
 from __future__ import annotations
 
+import re
 import socket
 import struct
 import subprocess
@@ -61,16 +62,22 @@ _GONE = ("offline", "not found", "closed", "no devices", "unauthorized", "connec
 
 @contextmanager
 def guard(serial: str) -> Iterator[None]:
-    """Turn adb errors that mean 'the phone is gone' into DeviceLost."""
-    from adbutils.errors import AdbError
+    """Turn adb errors that mean 'the phone is gone' into DeviceLost, and a
+    server that does not answer into AdbUnavailable."""
+    from adbutils.errors import AdbConnectionError, AdbError
 
     try:
         yield
-    except (DeviceLost, ShellTimeout, ShellCancelled, RemoteFileError):
+    except (DeviceLost, ShellTimeout, ShellCancelled, RemoteFileError, AdbUnavailable):
         raise
+    except AdbConnectionError as exc:
+        raise AdbUnavailable(f"the adb server does not answer ({exc}); `harness devices` shows the driver's "
+                             "state") from None
     except (EOFError, ConnectionError, socket.timeout) as exc:
         raise DeviceLost(f"{serial}: {type(exc).__name__}: {exc}") from None
     except AdbError as exc:
+        if str(exc).startswith("connect to adb server"):  # adbutils' AdbTimeout on connect
+            raise AdbUnavailable(f"the adb server does not answer ({exc})") from None
         text = str(exc).lower()
         if any(word in text for word in _GONE):
             raise DeviceLost(f"{serial}: {exc}") from None
@@ -99,12 +106,11 @@ class Adb:
     def client(self):
         with self._lock:
             if self._client is None:
-                from adbutils import AdbClient
-
                 # socket_timeout bounds every read and write on sync (push,
                 # pull) connections: a phone that stops answering mid-transfer
                 # fails after this long instead of hanging the job.
-                self._client = AdbClient(host=self.host, port=self.port, socket_timeout=limits.ADB_IO_TIMEOUT_S)
+                self._client = _own_server_client()(host=self.host, port=self.port,
+                                                    socket_timeout=limits.ADB_IO_TIMEOUT_S)
             return self._client
 
     def _listening(self) -> bool:
@@ -130,12 +136,20 @@ class Adb:
         if proc.returncode != 0 or not self._listening():
             raise AdbUnavailable(f"`adb -P {self.port} start-server` failed: {(proc.stderr or proc.stdout).strip()}")
 
-    def list(self) -> list[tuple[str, str]]:
-        """(serial, state) of every phone the server knows, in any state."""
-        return [(d.serial, d.state) for d in self.client().list(extended=False)]
+    def list(self) -> list[tuple[str, str, str]]:
+        """(serial, state, detail) of every phone the server knows, in any
+        state. Read with `host:devices` directly: adbutils' list() splits
+        lines on whitespace, so `no permissions (...)` arrives as state "no"
+        and its reason is lost."""
+        with guard("adb server"):
+            with self.client().make_connection() as conn:
+                conn.send_command("host:devices")
+                conn.check_okay()
+                return parse_devices(conn.read_string_block())
 
     def connect(self, address: str) -> str:
-        return self.client().connect(address, timeout=limits.ADB_CONNECT_TIMEOUT_S)
+        with guard(address):
+            return self.client().connect(address, timeout=limits.ADB_CONNECT_TIMEOUT_S)
 
     def phone(self, serial: str) -> "Phone":
         return Phone(self, serial)
@@ -308,6 +322,56 @@ class Phone:
         if ident != b"STAT":
             raise DeviceLost(f"{self.serial}: unexpected sync reply {ident!r} to a stat")
         return size if st.S_ISREG(mode) else None
+
+
+def parse_devices(text: str) -> list[tuple[str, str, str]]:
+    """`host:devices` lines: `serial<TAB>state` (adb's transport.cpp
+    connection_state_name). The no-permission state is
+    UsbNoPermissionsShortHelpText() (diagnose_usb.cpp):
+    `no permissions (<reason>); see [<url>]` -> ("no permissions", reason)."""
+    out = []
+    for line in text.splitlines():
+        serial, tab, state = line.partition("\t")
+        if not tab or not serial.strip():
+            continue
+        state, detail = state.strip(), ""
+        if state.startswith("no permissions"):
+            m = re.match(r"no permissions(?: \((.*)\))?(?:; see \[.*\])?$", state)
+            state, detail = "no permissions", (m.group(1) or "") if m else state[len("no permissions"):].strip()
+        out.append((serial.strip(), state, detail))
+    return out
+
+
+_CLIENT = None
+
+
+def _own_server_client():
+    """AdbClient whose connections never start a server: adbutils'
+    AdbConnection._safe_connect runs `adb start-server` without -P on any
+    failed connect (adbutils/_adb.py), which starts a second server on
+    $ANDROID_ADB_SERVER_PORT or 5037 that then competes for the USB phones.
+    Only ensure_server() starts one, on the configured port."""
+    global _CLIENT
+    if _CLIENT is None:
+        from adbutils import AdbClient
+        from adbutils._adb import AdbConnection
+
+        class _Connection(AdbConnection):
+            def _safe_connect(self):
+                return self._create_socket()  # AdbConnectionError / AdbTimeout, no server started
+
+        class _Client(AdbClient):
+            def __init__(self, host, port, socket_timeout):
+                super().__init__(host=host, port=port, socket_timeout=socket_timeout)
+                self._io_timeout = socket_timeout
+
+            def make_connection(self, timeout=None):
+                conn = _Connection(self.host, self.port)
+                conn.conn.settimeout(timeout or self._io_timeout)
+                return conn
+
+        _CLIENT = _Client
+    return _CLIENT
 
 
 def _append_bounded(buf: bytearray, data: bytes) -> None:

@@ -34,7 +34,8 @@ CONDITIONS_SCRIPT = (
 )
 CPUFREQ_SCRIPT = (
     "for c in /sys/devices/system/cpu/cpu[0-9]*; do "
-    'echo "${c##*cpu} $(cat $c/cpufreq/cpuinfo_max_freq 2>/dev/null)"; done'
+    'echo "${c##*cpu} $(cat $c/cpufreq/cpuinfo_max_freq 2>/dev/null)"; done; '
+    f"echo {_SEP}; cat /sys/devices/system/cpu/online 2>/dev/null"
 )
 
 
@@ -78,19 +79,27 @@ def cooldown_gate(phone: Phone, gate: Cooldown, cancel: threading.Event,
     return record
 
 
+def cpu_layout(phone: Phone, cache: dict, lock: threading.Lock) -> tuple[str, list[int], Optional[int]]:
+    """(big-core mask, its cpus, online CPU count) of a phone, read once."""
+    with lock:
+        hit = cache.get(phone.serial)
+    if hit is None:
+        freq, _, online = phone.sh(CPUFREQ_SCRIPT).stdout.partition(_SEP)
+        mask, cpus = facts.big_core_mask(freq)
+        hit = (mask, cpus, facts.online_cpus(online))
+        with lock:
+            cache[phone.serial] = hit
+    return hit
+
+
 def affinity_mask(phone: Phone, pin: str, cache: dict, lock: threading.Lock) -> tuple[Optional[str], dict]:
     """The taskset mask for the configured pinning, and how it was chosen."""
     if pin == "none":
         return None, {"pin": "none"}
     if pin != "big":
-        return pin, {"pin": "mask", "mask": pin}
-    with lock:
-        hit = cache.get(phone.serial)
-    if hit is None:
-        hit = facts.big_core_mask(phone.sh(CPUFREQ_SCRIPT).stdout)
-        with lock:
-            cache[phone.serial] = hit
-    mask, cpus = hit
+        cpus = [i for i in range(int(pin, 16).bit_length()) if int(pin, 16) >> i & 1]
+        return pin, {"pin": "mask", "mask": pin, "cpus": cpus}
+    mask, cpus, _ = cpu_layout(phone, cache, lock)
     if not mask:
         return None, {"pin": "big", "note": "cpufreq limits unreadable; not pinned"}
     return mask, {"pin": "big", "mask": mask, "cpus": cpus}

@@ -19,6 +19,7 @@ from typing import Any, Mapping, Optional
 
 from agents.android import config as config_mod
 from agents.android import facts as facts_mod
+from agents.android import perftest, releases
 from agents.android.adb import Adb, AdbUnavailable, DeviceLost
 from agents.android.config import NNAPI_MIN_SDK, AndroidConfig
 from agents.android.job import AndroidJob, Shared
@@ -81,7 +82,7 @@ class AndroidDriver:
         # adb keeps reconnecting a TCP phone it already knows (it shows as
         # offline meanwhile); only the ones it has dropped are connected
         # again, all at once, so dead addresses cost one timeout, not many.
-        missing = [a for a in self.cfg.connect if a not in {serial for serial, _ in listed}]
+        missing = [a for a in self.cfg.connect if a not in {item[0] for item in listed}]
         if missing:
             with ThreadPoolExecutor(max_workers=min(8, len(missing)), thread_name_prefix="adb-connect") as pool:
                 for address, outcome in zip(missing, pool.map(self._connect, missing)):
@@ -89,7 +90,7 @@ class AndroidDriver:
             listed = self._list()
         # USB serials before host:port ones, so a phone on both is used over USB.
         listed = sorted(listed, key=lambda x: (":" in x[0], x[0]))
-        present = {serial for serial, _ in listed}
+        present = {item[0] for item in listed}
         out: list[DeviceInfo] = []
         if listed:
             # Phones answer independently: a slow one must not hold up the rest.
@@ -101,7 +102,7 @@ class AndroidDriver:
             out.append(DeviceInfo(serial, "android", known, self._runtimes(known), "offline", GONE_HINT))
         return _one_entry_per_phone(out)
 
-    def _list(self) -> list[tuple[str, str]]:
+    def _list(self) -> list[tuple[str, str, str]]:
         try:
             return self.adb.list()
         except Exception as exc:
@@ -114,12 +115,12 @@ class AndroidDriver:
         except Exception as exc:  # an unreachable phone is a state, not an error
             return f"{type(exc).__name__}: {exc}"
 
-    def _describe(self, serial: str, adb_state: str) -> DeviceInfo:
+    def _describe(self, serial: str, adb_state: str, detail: str = "") -> DeviceInfo:
         with self._lock:
             known = self._facts.get(serial) or self._seen.get(serial) or {"adb_serial": serial}
             busy = known.get("serial", serial) in self._busy
         if adb_state != "device":
-            state, hint = _STATE_HINTS.get(adb_state, ("offline", f"adb reports the phone as {adb_state!r}"))
+            state, hint = state_for(adb_state, detail)
             return DeviceInfo(serial, "android", known, self._runtimes(known), state, hint)
         phone = self.adb.phone(serial)
         try:
@@ -140,10 +141,25 @@ class AndroidDriver:
             return DeviceInfo(serial, "android", known, self._runtimes(known), "offline",
                               f"the phone does not answer shell commands: {type(exc).__name__}: {exc}")
         status = thermal.get("status")
+        facts = self._with_limits(facts)
         if status is not None and status >= facts_mod.TOO_HOT_STATUS:
             return DeviceInfo(serial, "android", facts, self._runtimes(facts), "too_hot",
                               f"thermal status {thermal['status_name']}: let the phone cool down")
         return DeviceInfo(serial, "android", facts, self._runtimes(facts), "ready", "")
+
+    def _with_limits(self, facts: Mapping[str, str]) -> dict[str, str]:
+        """The phone's facts with what each runner it can run cannot measure,
+        so `harness devices` shows it before a job asks (agents.android.releases)."""
+        parts = []
+        for spec in self._runtimes(facts):
+            runner = self.cfg.runners[spec.version]
+            gaps = releases.limits_of(runner.version, runner.eps)
+            if gaps:
+                parts.append(f"onnxruntime {runner.version}: " + "; ".join(gaps))
+        out = dict(facts)
+        if parts:
+            out["limits"] = " | ".join(parts)
+        return out
 
     def _runtimes(self, facts: Mapping[str, str]) -> tuple[RuntimeSpec, ...]:
         abilist = [a for a in (facts.get("abilist") or facts.get("abi") or "").split(",") if a]
@@ -154,7 +170,8 @@ class AndroidDriver:
         for version, runner in sorted(self.cfg.runners.items()):
             if abilist and runner.abi not in abilist:
                 continue
-            eps = tuple(e for e in runner.eps if not (e == "nnapi" and sdk is not None and sdk < NNAPI_MIN_SDK))
+            eps = tuple(e for e in runner.eps if not (e == "nnapi" and sdk is not None and sdk < NNAPI_MIN_SDK)
+                        and releases.ep_too_old(e, runner.version) is None)
             out.append(RuntimeSpec("onnxruntime", version, eps, ("onnx",)))
         return tuple(out)
 
@@ -179,6 +196,20 @@ class AndroidDriver:
         elif target.ep not in runner.eps:
             error = JobError("job", "unsupported_ep", f"the {runner.version} runner was built with "
                                                       f"{', '.join(runner.eps)}, not {target.ep!r}")
+        else:
+            # What the runner's release takes is checked before the phone is
+            # touched: a clear result, not perf_test's usage text.
+            try:
+                too_old = releases.ep_too_old(target.ep, runner.version)
+                if too_old is not None:
+                    raise too_old
+                plan = releases.plan_options(target.ep, target.options, runner.version)
+                if "cpu_affinity" in target.options:
+                    perftest.cores_mask(target.options["cpu_affinity"])
+            except releases.TooOld as exc:
+                error = JobError("job", "runner_too_old", str(exc))
+            except releases.BadOption as exc:
+                error = JobError("job", "bad_option", str(exc))
         if error is not None:
             return DriverResult(**base, error=error, validity=Validity(stop_reason="error"))
         serial = job.device_local_id
@@ -192,7 +223,8 @@ class AndroidDriver:
                                     validity=Validity(stop_reason="error"))
             self._busy.add(phone_id)
         try:
-            return AndroidJob(self.adb.phone(serial), self.cfg, runner, job, progress, cancel, self._shared).run()
+            return AndroidJob(self.adb.phone(serial), self.cfg, runner, job, progress, cancel, self._shared,
+                              plan).run()
         finally:
             with self._lock:
                 self._busy.discard(phone_id)
@@ -205,6 +237,16 @@ class AndroidDriver:
             return runners[version]
         matching = [v for v in runners if v.startswith(version + ".")]
         return runners[max(matching, key=_vkey)] if matching else None
+
+
+def state_for(adb_state: str, detail: str = "") -> tuple[str, str]:
+    """Our state and a hint for an adb state other than `device`. adbutils'
+    own list() reports a no-permission phone as "no" (it splits on spaces);
+    Adb.list() keeps the whole state and its reason (adb.parse_devices)."""
+    if adb_state in ("no", "no permissions"):
+        state, hint = _STATE_HINTS["no permissions"]
+        return state, f"{hint} (adb: {detail})" if detail else hint
+    return _STATE_HINTS.get(adb_state, ("offline", f"adb reports the phone as {adb_state!r}"))
 
 
 def _one_entry_per_phone(devices: list[DeviceInfo]) -> list[DeviceInfo]:

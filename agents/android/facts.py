@@ -46,16 +46,48 @@ def mem_total_kb(text: str) -> Optional[int]:
     return None
 
 
+# ro.soc.model / ro.soc.manufacturer are Build.SOC_MODEL / SOC_MANUFACTURER,
+# added in API level 31, Android 12 (developer.android.com/sdk/api_diff/31).
+SOC_MODEL_SINCE_SDK = 31
+
+
+def soc_of(props: Mapping[str, str]) -> tuple[str, str]:
+    """(soc, the property it came from). ro.soc.model where Android has it
+    (API 31+); before that the same order on every phone, board platform
+    then hardware, so phones of one Android release are matched alike."""
+    sdk = props.get("ro.build.version.sdk", "")
+    keys = ("ro.board.platform", "ro.hardware")
+    if not sdk.isdigit() or int(sdk) >= SOC_MODEL_SINCE_SDK:
+        keys = ("ro.soc.model",) + keys
+    for key in keys:
+        if props.get(key):
+            return props[key], key
+    return "", ""
+
+
+def online_cpus(text: str) -> Optional[int]:
+    """CPUs in /sys/devices/system/cpu/online ("0-7", "0-3,6-7"): what
+    std::thread::hardware_concurrency() counts on Android."""
+    n = 0
+    for part in text.strip().split(","):
+        lo, _, hi = part.strip().partition("-")
+        if not lo.isdigit() or (hi and not hi.isdigit()):
+            return None
+        n += int(hi or lo) - int(lo) + 1
+    return n or None
+
+
 def device_facts(props: Mapping[str, str], meminfo: str, serial: str) -> dict[str, str]:
     """The facts a device profile's `match:` selects on."""
     p = props.get
-    soc = p("ro.soc.model") or p("ro.board.platform") or p("ro.hardware") or ""
+    soc, soc_source = soc_of(props)
     facts = {
         "model": p("ro.product.model", ""),
         "manufacturer": p("ro.product.manufacturer", ""),
         "brand": p("ro.product.brand", ""),
         "device": p("ro.product.device", ""),
         "soc": soc,
+        "soc_source": soc_source,
         "soc_manufacturer": p("ro.soc.manufacturer", ""),
         "board_platform": p("ro.board.platform", ""),
         "hardware": p("ro.hardware", ""),

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 from agents import placement as pl
-from agents.android import batches, device, outputs, perftest
-from agents.android.adb import DeviceLost, Phone, RemoteFileError, ShellCancelled, ShellResult, ShellTimeout
+from agents.android import batches, device, footprint, outputs, perftest, releases
+from agents.android.adb import AdbUnavailable, DeviceLost, Phone, RemoteFileError, ShellCancelled, ShellResult, ShellTimeout
 from agents.android.config import AndroidConfig, Runner
-from agents.contract import DriverResult, JobError, JobSpec, Memory, ProgressFn, Validity
+from agents.contract import DriverResult, JobError, JobSpec, ProgressFn, Validity
 from harness.kernel import limits
 from harness.kernel.eps import CPU_EPS
 from harness.kernel.measure.policy import StopRule
@@ -40,21 +40,22 @@ class Shared:
     """Driver-wide caches a job may read and fill, each behind the lock."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
-    affinity: dict = field(default_factory=dict)  # serial -> (mask, cpus)
+    affinity: dict = field(default_factory=dict)  # serial -> (big-core mask, its cpus, online CPUs)
     baseline: dict = field(default_factory=dict)  # (serial, runner digest, ep, flags) -> peak bytes
 
 
 class AndroidJob:
     def __init__(self, phone: Phone, cfg: AndroidConfig, runner: Runner, job: JobSpec, progress: ProgressFn,
-                 cancel: threading.Event, shared: Shared):
-        self.phone, self.cfg, self.runner, self.job = phone, cfg, runner, job
+                 cancel: threading.Event, shared: Shared, plan: releases.OptionPlan):
+        self.phone, self.cfg, self.runner, self.job, self.plan = phone, cfg, runner, job, plan
         self.progress, self.cancel, self.shared = progress, cancel, shared
         self.ep = job.target.ep
         self.deadline = time.monotonic() + job.timeout_s
         self.stage = "job"
         self.running_in: Optional[str] = None
         self.affinity: Optional[str] = None
-        self.flags: list[str] = []
+        self.online_cpus: Optional[int] = None
+        self.flags: list[str] = list(plan.flags)
         tag = re.sub(r"[^A-Za-z0-9]", "", job.job_id)[-24:] or "job"
         self.jobdir = f"{cfg.device_dir}/jobs/{tag}-{int(time.time() * 1000) % 10**8}"
         self.runner_dir = f"{cfg.device_dir}/runners/{runner.digest[:16]}"
@@ -110,6 +111,9 @@ class AndroidJob:
             self._kill()
             error = JobError(self.stage, "timeout", f"no result within the job's {self.job.timeout_s:.0f} s "
                                                     f"during {self.stage}; the runner on the phone was killed")
+        except AdbUnavailable as exc:
+            lost = True  # nothing reaches the phone any more, not even the cleanup
+            error = JobError(self.stage, "adb_unavailable", f"during {self.stage}: {exc}")
         except DeviceLost as exc:
             lost = True
             error = JobError(self.stage, "device_disconnected",
@@ -131,12 +135,10 @@ class AndroidJob:
 
     def _run(self) -> None:
         job, cfg = self.job, self.cfg
-        try:
-            self.flags = perftest.option_flags(self.ep, job.target.options)
-            if "cpu_affinity" in job.target.options:
-                perftest.cores_mask(job.target.options["cpu_affinity"])
-        except perftest.BadOption as exc:
-            raise Failed("job", "bad_option", str(exc)) from None
+        for key, why in self.plan.not_applied.items():
+            self.warnings.append(f"option {key} not applied: {why}")
+        if self.plan.not_applied:
+            self.details["options_not_applied"] = dict(self.plan.not_applied)
         models = [m for m in job.models if m.format == "onnx"]
         if not models:
             raise Failed("job", "unsupported_format", "the android driver runs ONNX models")
@@ -163,10 +165,18 @@ class AndroidJob:
             conditions["before"] = device.read_conditions(self.phone)
         if "cpu_affinity" in job.target.options:
             self.affinity = perftest.cores_mask(job.target.options["cpu_affinity"])
-            self.details["affinity"] = {"pin": "cpu_affinity", "mask": self.affinity}
+            mask = int(self.affinity, 16)
+            self.details["affinity"] = {"pin": "cpu_affinity", "mask": self.affinity,
+                                        "cpus": [i for i in range(mask.bit_length()) if mask >> i & 1]}
         else:
             self.affinity, self.details["affinity"] = device.affinity_mask(
                 self.phone, cfg.pin, self.shared.affinity, self.shared.lock)
+        _, _, self.online_cpus = device.cpu_layout(self.phone, self.shared.affinity, self.shared.lock)
+        cpus = self.details["affinity"].get("cpus") if self.affinity else None
+        extra, threads = releases.thread_plan(job.target.options.get("intra_op_threads"), cpus, self.online_cpus)
+        self.flags = extra + self.flags
+        if threads:
+            self.details["threads"] = threads
 
         self.stage = "push"
         self.progress("push", 0, 0.0)
@@ -242,7 +252,7 @@ class AndroidJob:
             runs_log.append({"mode": "times" if times else "duration", "asked": times or seconds,
                              "runs": len(batch), "warmup_runs": cut, "session_s": summary.session_s,
                              "first_run_ms": summary.first_run_ms, "peak_bytes": summary.peak_bytes,
-                             "cpu_pct": summary.cpu_pct})
+                             "cpu_pct": summary.cpu_pct, **releases.cpu_basis(summary.cpu_pct, self.online_cpus)})
             self.progress("measure", len(samples), time.monotonic() - t0)
             reason = rule.stop_reason(samples, measured_s)
             if reason is None and time.monotonic() - t0 >= policy.bound_s():
@@ -286,17 +296,7 @@ class AndroidJob:
                     self.shared.baseline[key] = base
             else:
                 why = perftest.excerpt(r.stderr or r.stdout, 300) or f"exit status {r.code}"
-        method = "onnxruntime_perf_test's peak working set (getrusage ru_maxrss of the runner process)"
-        if base is not None:
-            method += "; delta over the same runner's peak with a one-node model"
-            delta = peak - base
-            if delta < 0:
-                method += " (below that baseline: no measurable increase, reported as 0)"
-                delta = 0
-        else:
-            method += f"; delta unknown, the one-node baseline run failed: {why}"
-            delta = 0
-        self.acc["memory"] = Memory(peak_bytes=int(peak), delta_bytes=int(delta), method=method)
+        self.acc["memory"] = footprint.memory_from(int(peak), base, why, self.ep)
 
     # -- placement ----------------------------------------------------------------------
     def _placement(self, remote_model: str) -> None:
@@ -311,7 +311,7 @@ class AndroidJob:
         pid = self.phone.read(f"{folder}/.pid").decode().strip()
         if pid.isdigit():
             # On Android ONNX Runtime logs to logcat (AndroidLogSink), not stderr.
-            lines = self.phone.sh(f"logcat -d -v raw --pid={pid} | grep VerifyEachNodeIsAssignedToAnEp").stdout
+            lines = self.phone.sh(f"logcat -d -v raw --pid={pid} | grep -E '{pl.LOG_GREP}'").stdout
             log = pl.parse_verbose_log(lines.splitlines())
         if log is None:
             self.warnings.append("no placement lines in logcat (if the phone filters verbose logs: "
@@ -328,9 +328,15 @@ class AndroidJob:
             else:
                 self.warnings.append(f"profile of {size} bytes not pulled (limit {limits.ANDROID_PROFILE_MAX_BYTES})")
         fully = None
-        if self.ep not in CPU_EPS:
+        if self.ep not in CPU_EPS and releases.version_key(self.runner.version) < releases.STRICT_PROBE_SINCE:
+            # session.disable_cpu_ep_fallback reaches perf_test only through -C (1.18+).
+            gap = (f"fully_accelerated: the strict probe needs onnxruntime_perf_test "
+                   f"{'.'.join(map(str, releases.STRICT_PROBE_SINCE))}+ (-C); this runner is {self.runner.version}")
+            self.details.setdefault("not_measured", []).append(gap)
+            self.warnings.append(f"not measured: {gap}")
+        elif self.ep not in CPU_EPS:
             self.stage = "strict_probe"
-            strict = perftest.with_session_entry(self.flags, "session.disable_cpu_ep_fallback|1")
+            strict = releases.with_session_entry(self.flags, "session.disable_cpu_ep_fallback|1")
             s = self._perf(folder, perftest.run_argv(self.ep, times=1, extra=strict, model=case))
             if s.code == 0:
                 fully = True
@@ -383,7 +389,7 @@ class AndroidJob:
         v = Validity(v.warmup_done, v.min_runs_met, v.min_time_met, reason, tuple(v.warnings) + tuple(self.warnings))
         return DriverResult(
             runtime_name="onnxruntime", runtime_version=self.runner.version, ep=self.ep,
-            options=dict(self.job.target.options), load_ms=self.acc.get("load_ms"),
+            options=dict(self.plan.applied), load_ms=self.acc.get("load_ms"),
             first_run_ms=self.acc.get("first_run_ms"), samples_ms=tuple(self.acc["samples"]),
             memory=self.acc.get("memory"), placement=self.acc.get("placement"), validity=v,
             outputs=self.acc.get("outputs", ()), error=error, details=self.details,

@@ -196,3 +196,35 @@ def _whole(key: str, value: str) -> str:
     if not value.isdigit():
         raise BadOption(f"option {key}={value!r}: expected a whole number")
     return value
+
+
+def thread_plan(explicit: Optional[str], pinned_cpus: Optional[list[int]],
+                online_cpus: Optional[int]) -> tuple[list[str], Optional[dict]]:
+    """(-x flags to add, what the record says about intra-op threads).
+
+    On Android ONNX Runtime sizes its pool hardware_concurrency()/2 (online
+    CPUs, not the taskset mask) and sets no thread affinity
+    (core/platform/posix/env.cc DefaultNumCores; PosixThread skips
+    pthread_setaffinity_np on __ANDROID__), so a pinned run is given one
+    thread per pinned core with -x (a flag of every release; XNNPACK takes
+    it as its own pool size from 1.13, ort_test_session.cc)."""
+    if explicit is not None:
+        return [], {"intra_op": int(explicit), "source": "intra_op_threads"}
+    if pinned_cpus:
+        return ["-x", str(len(pinned_cpus))], {
+            "intra_op": len(pinned_cpus),
+            "source": f"the pinned cores {list(pinned_cpus)} (ONNX Runtime's Android default, "
+                      "hardware_concurrency()/2, would put more threads on them)"}
+    if online_cpus:
+        return [], {"intra_op": android_pool_size(online_cpus),
+                    "source": f"ONNX Runtime's Android default, hardware_concurrency()/2 of {online_cpus} online "
+                              "CPUs (posix/env.cc DefaultNumCores)"}
+    return [], None
+
+
+def cpu_basis(cpu_pct: Optional[float], online_cpus: Optional[int]) -> dict:
+    """perf_test's CPU % is of hardware_concurrency()/2 cores on Android
+    (posix/utils.cc, posix/env.cc): that denominator and the busy cores."""
+    if not online_cpus:
+        return {}
+    return {"cpu_pct_of_cores": android_pool_size(online_cpus), "cpu_cores_busy": cpu_cores_busy(cpu_pct, online_cpus)}

@@ -19,10 +19,13 @@ costs about a second, small against a measurement.
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 from agents.browser.config import BrowserConfig as Config
+from agents.registry import driver_config
 
 
-def create(config: Config):
+def create(config: Config | Mapping[str, Any]):
     from agents.browser.driver import BrowserDriver
 
-    return BrowserDriver(config.model_dump(exclude_unset=True))
+    return BrowserDriver(driver_config("browser", config).model_dump(exclude_unset=True))

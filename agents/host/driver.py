@@ -12,49 +12,47 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from agents import jobdir
-
 from agents.contract import AGENT_MACHINE, DeviceInfo, DriverResult, JobError, JobSpec, ProgressFn, RuntimeSpec
+from agents.host import runtimes, targets
 from agents.hostfacts import host_facts, run_conditions
 from harness.kernel import procs
-from harness.kernel.eps import short_ep
 
-# Providers that do not run a model on this machine's hardware.
-_NOT_LOCAL_EPS = {"azure"}
+_UNSET = object()
 
 
 class HostDriver:
     name = "host"
+    takes_custom_ops = True  # the runner registers them with SessionOptions.register_custom_ops_library
 
     def __init__(self, config: Mapping[str, Any]):
         self.config = dict(config)
         self.work_root = Path(self.config.get("work_dir") or tempfile.gettempdir()) / "harness-host-jobs"
-        self._runtime: RuntimeSpec | None = None
+        self.runtimes_root = runtimes.cache_root(self.config.get("runtimes_dir"))
+        self._own: Any = _UNSET
+        self._own_why = ""
         self._lock = threading.Lock()
 
     # -- inventory ------------------------------------------------------------
-    def available(self) -> tuple[bool, str]:
-        try:
-            import onnxruntime  # noqa: F401
-        except Exception as exc:  # broken wheels raise more than ImportError
-            return False, f"onnxruntime cannot be imported ({exc}); install it with `pip install onnxruntime`"
-        return True, ""
-
-    def _runtime_spec(self) -> RuntimeSpec:
+    def _builds(self) -> list[targets.Build]:
+        """harness's own runtime first (imported once), then every installed
+        environment (read from their markers each time, so a build installed
+        while the agent serves shows up at the next Describe)."""
         with self._lock:
-            if self._runtime is None:
-                import onnxruntime as ort
+            if self._own is _UNSET:
+                self._own, self._own_why = targets.own_build()
+        own = [self._own] if self._own is not None else []
+        return own + targets.environment_builds(self.runtimes_root)
 
-                eps = []
-                for p in ort.get_available_providers():
-                    s = short_ep(p)
-                    if s not in _NOT_LOCAL_EPS and s not in eps:
-                        eps.append(s)
-                self._runtime = RuntimeSpec("onnxruntime", ort.__version__, tuple(eps), ("onnx",))
-            return self._runtime
+    def available(self) -> tuple[bool, str]:
+        if self._builds():
+            return True, ""
+        return False, (f"no ONNX Runtime: {self._own_why or 'none in harness environment'}, and no runtime "
+                       f"environment in {self.runtimes_root}; `pip install 'harness[cpu]'` or "
+                       "`harness runtime install onnxruntime` adds one")
 
     def devices(self) -> list[DeviceInfo]:
-        ok, _ = self.available()
-        if not ok:
+        builds = self._builds()
+        if not builds:
             return []
         local_id = self.config.get("device_id") or socket.gethostname()
         return [
@@ -62,7 +60,7 @@ class HostDriver:
                 local_id=local_id,
                 platform={"darwin": "macos", "win32": "windows"}.get(sys.platform, "linux"),
                 facts=host_facts(),
-                runtimes=(self._runtime_spec(),),
+                runtimes=tuple(RuntimeSpec(targets.RUNTIME, b.version, b.eps, ("onnx",), b.build) for b in builds),
                 exclusive=AGENT_MACHINE,
             )
         ]
@@ -72,44 +70,48 @@ class HostDriver:
 
     # -- jobs -----------------------------------------------------------------
     def run(self, job: JobSpec, progress: ProgressFn, cancel: threading.Event) -> DriverResult:
-        runtime = self._runtime_spec()
         target = job.target
-        base = dict(runtime_name="onnxruntime", runtime_version=runtime.version, ep=target.ep,
+        build, kind, why = targets.choose(self._builds(), target.runtime, target.version, target.ep)
+        base = dict(runtime_name=targets.RUNTIME, runtime_version=build.runtime_version or build.version if build
+                    else target.version, runtime_build=build.build if build else "", ep=target.ep,
                     options=dict(target.options))
-        if target.runtime != "onnxruntime":
-            return DriverResult(**base, error=JobError("job", "unsupported_target",
-                                f"the host driver runs onnxruntime, not {target.runtime!r}"))
-        if target.ep not in runtime.eps:
-            return DriverResult(**base, error=JobError(
-                "job", "unsupported_ep",
-                f"execution provider {target.ep!r} is not available here (available: {', '.join(runtime.eps)})"))
-        if target.version and not runtime.version.startswith(target.version):
-            return DriverResult(**base, error=JobError(
-                "job", "unsupported_version",
-                f"onnxruntime {target.version} requested; this host has {runtime.version}"))
+        if build is None:
+            return DriverResult(**base, error=JobError("job", kind, why))
         onnx_models = [m for m in job.models if m.format == "onnx"]
         if not onnx_models:
             return DriverResult(**base, error=JobError("job", "unsupported_format", "the host driver needs an ONNX model"))
 
         self.work_root.mkdir(parents=True, exist_ok=True)
+        python = env = None
+        if build.python is not None:
+            # The build's own environment: only a runtime and numpy there,
+            # this project's packages through a folder of links.
+            python = str(build.python)
+            env = runtimes.child_env(runtimes.runner_path(self.work_root / "runner-path"))
         jd = Path(tempfile.mkdtemp(prefix="job-", dir=self.work_root))
         try:
             (jd / "job.json").write_text(json.dumps({
                 "model_path": str(onnx_models[0].path),
                 "ep": target.ep,
                 "options": dict(target.options),
+                "custom_ops": [str(p) for p in job.custom_ops],
                 "measure": job.measure.__dict__,
             }))
             jobdir.write_probes(jd, job.probes)
             before = run_conditions()
-            fin, phase = jobdir.run_runner(["agents.host.runner", str(jd)], jd, job.timeout_s, progress, cancel)
+            fin, phase = jobdir.run_runner(["agents.host.runner", str(jd)], jd, job.timeout_s, progress, cancel,
+                                           python=python, env=env)
             after = run_conditions()
-            return self._collect(jd, fin, base, phase, {"before": before, "after": after})
+            details = {"host_runtime": build.label}
+            if build.python is not None:
+                details["runtime_environment"] = str(build.python.parent.parent)
+            return self._collect(jd, fin, base, phase, {"before": before, "after": after}, details)
         finally:
             shutil.rmtree(jd, ignore_errors=True)
 
-    def _collect(self, jd: Path, fin: procs.Finished, base: dict, phase: str, conditions: dict) -> DriverResult:
-        details: dict[str, Any] = {"conditions": conditions, "runner_wall_s": round(fin.wall_s, 3)}
+    def _collect(self, jd: Path, fin: procs.Finished, base: dict, phase: str, conditions: dict,
+                 extra: dict) -> DriverResult:
+        details: dict[str, Any] = {"conditions": conditions, "runner_wall_s": round(fin.wall_s, 3), **extra}
         if fin.maxrss_bytes is not None:
             details["runner_maxrss_bytes"] = fin.maxrss_bytes
         return jobdir.collect(jd, fin, base, phase, details)

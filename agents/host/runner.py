@@ -82,7 +82,8 @@ def _classify(exc: BaseException, stage: str) -> JobFailed:
     return JobFailed(stage, kind, text.strip()[:4000])
 
 
-def _session_options(ort, options: dict, log_verbose: bool = False, profile_prefix: str = ""):
+def _session_options(ort, options: dict, log_verbose: bool = False, profile_prefix: str = "",
+                     libraries: tuple = ()):
     so = ort.SessionOptions()
     # Thread counts default to ONNX Runtime's own choice unless the target says.
     if "intra_op_threads" in options:
@@ -100,10 +101,10 @@ def _session_options(ort, options: dict, log_verbose: bool = False, profile_pref
         if level not in levels:
             raise JobFailed("load", "bad_option", f"graph_optimization_level={level!r}: expected one of {sorted(levels)}")
         so.graph_optimization_level = levels[level]
-    lib = options.get("custom_ops_library")
-    if lib:
+    for lib in libraries:
         # Models with custom operators need their kernels' shared library
-        # (e.g. onnxruntime-extensions); it is loaded into the runner only.
+        # (e.g. onnxruntime-extensions): the agent's configured path for the
+        # name the target gave, loaded into the runner only.
         so.register_custom_ops_library(lib)
     for key, value in options.items():
         if key.startswith("session."):
@@ -189,6 +190,7 @@ def _run(jd: Path, spec: dict, result: dict, outputs: dict) -> None:
 
     ep = spec["ep"]
     options = {str(k): str(v) for k, v in spec.get("options", {}).items()}
+    libraries = tuple(str(p) for p in spec.get("custom_ops", ()))
     result["runtime"] = {"name": "onnxruntime", "version": ort.__version__, "ep": ep, "options": options}
     result["details"]["runtime_build"] = ort.get_build_info() if hasattr(ort, "get_build_info") else ""
     result["details"]["timer_resolution_ms"] = time.get_clock_info("perf_counter").resolution * 1e3
@@ -209,9 +211,17 @@ def _run(jd: Path, spec: dict, result: dict, outputs: dict) -> None:
         result["details"]["cpu_affinity"] = sorted(cores)
     rss_before, rss_method = _rss_bytes()
     providers = _providers(ep, options)
+    # Where the build has the graph-assignment API, the measuring session
+    # records its own placement (at partitioning, no cost per run), so the
+    # placement pass needs no verbose log.
+    from agents import placement as pl
+
+    api = pl.has_assignment_api(ort.__version__) and hasattr(ort.InferenceSession, "get_provider_graph_assignment_info")
+    measured = {**options, pl.API_CONFIG_KEY: "1"} if api else options
     t0 = time.perf_counter()
     try:
-        sess = ort.InferenceSession(spec["model_path"], _session_options(ort, options), providers=providers)
+        sess = ort.InferenceSession(spec["model_path"], _session_options(ort, measured, libraries=libraries),
+                                    providers=providers)
     except Exception as exc:
         raise _classify(exc, "load") from None
     load_ms = (time.perf_counter() - t0) * 1e3
@@ -285,6 +295,12 @@ def _run(jd: Path, spec: dict, result: dict, outputs: dict) -> None:
             if isinstance(value, np.ndarray):
                 outputs[f"{i}/{name}"] = value
     peak, peak_method = _peak_bytes()
+    assignment = None
+    if api:
+        try:
+            assignment = pl.assignment_entries(sess)
+        except Exception as exc:  # the call exists but refuses: the log pass says it then
+            result["details"]["placement_api_error"] = f"{type(exc).__name__}: {exc}"[:500]
     result["memory"] = {
         "peak_bytes": peak,
         "delta_bytes": peak - rss_before,
@@ -294,27 +310,44 @@ def _run(jd: Path, spec: dict, result: dict, outputs: dict) -> None:
 
     result["_stage"] = "placement"
     _emit({"phase": "placement", "samples": len(samples), "elapsed_s": elapsed})
-    result["placement"] = _placement(ort, jd, spec["model_path"], ep, options, providers, feed)
+    result["placement"] = _placement(ort, jd, spec["model_path"], ep, options, providers, feed, libraries, assignment)
 
 
-def _placement(ort, jd: Path, model_path: str, ep: str, options: dict, providers, feed) -> dict | None:
+def _placement(ort, jd: Path, model_path: str, ep: str, options: dict, providers, feed,
+               libraries: tuple = (), assignment=None) -> dict | None:
+    """The profile pass (time share per EP) and, where the measuring session
+    could not tell the placement, its verbose log; then the strict probe."""
     from agents import placement as pl
 
-    log_path = jd / "ort_verbose.log"
-    saved = _capture_fd2(log_path)
+    log = None
+    verbose = assignment is None
+    if verbose:
+        log_path = jd / "ort_verbose.log"
+        saved = _capture_fd2(log_path)
+        # EPs that log their capability summary through the default logger
+        # (OpenVINO, TensorRT; NNAPI up to 1.20) are silent at the session's
+        # own level: raise the process-wide one while this session is made.
+        default_level = getattr(ort, "set_default_logger_severity", None)
+        if default_level:
+            default_level(0)
     try:
         sess = ort.InferenceSession(
             model_path,
-            _session_options(ort, options, log_verbose=True, profile_prefix=str(jd / "profile")),
+            _session_options(ort, options, log_verbose=verbose, profile_prefix=str(jd / "profile"),
+                             libraries=libraries),
             providers=providers,
         )
     finally:
-        _restore_fd2(saved)
+        if verbose:
+            if default_level:
+                default_level(2)  # ONNX Runtime's default: warnings
+            _restore_fd2(saved)
     for _ in range(3):
         sess.run(None, feed)
     profile_path = sess.end_profiling()
-    with open(log_path, encoding="utf-8", errors="replace") as fh:
-        log = pl.parse_verbose_log(fh)
+    if verbose:
+        with open(log_path, encoding="utf-8", errors="replace") as fh:
+            log = pl.parse_verbose_log(fh)
     profile = pl.parse_profile(pl.load_profile(profile_path))
     fully = None
     from harness.kernel.eps import CPU_EPS
@@ -323,11 +356,11 @@ def _placement(ort, jd: Path, model_path: str, ep: str, options: dict, providers
         strict = dict(options)
         strict["session.disable_cpu_ep_fallback"] = "1"
         try:
-            ort.InferenceSession(model_path, _session_options(ort, strict), providers=providers[:1])
+            ort.InferenceSession(model_path, _session_options(ort, strict, libraries=libraries), providers=providers[:1])
             fully = True
         except Exception:
             fully = False
-    return pl.as_dict(pl.combine(ep, log, profile, fully))
+    return pl.as_dict(pl.combine(ep, log, profile, fully, api=assignment))
 
 
 if __name__ == "__main__":

@@ -65,9 +65,12 @@ def own_build() -> tuple[Optional[Build], str]:
     return Build(ort.__version__, build, local_eps(ort.get_available_providers()), None, ort.__version__), ""
 
 
+def build_of(env: runtimes.Environment) -> Build:
+    return Build(env.version, env.dist, local_eps(env.providers), env.python, env.runtime_version)
+
+
 def environment_builds(root: Optional[Path] = None) -> list[Build]:
-    return [Build(e.version, e.dist, local_eps(e.providers), e.python, e.runtime_version)
-            for e in runtimes.installed(root)]
+    return [build_of(e) for e in runtimes.installed(root)]
 
 
 def _matches(b: Build, version: str) -> bool:

@@ -9,9 +9,12 @@ Off macOS, `available()` is false and says what is needed.
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 from agents.ios.config import IOSConfig as Config
 from agents.ios.driver import IOSDriver
+from agents.registry import driver_config
 
 
-def create(config: Config) -> IOSDriver:
-    return IOSDriver(config.model_dump(exclude_unset=True))
+def create(config: Config | Mapping[str, Any]) -> IOSDriver:
+    return IOSDriver(driver_config("ios", config).model_dump(exclude_unset=True))

@@ -73,8 +73,27 @@ class MacBackend(Protocol):
 
     def remote_support(self) -> tuple[bool, str]: ...
 
+    def coremltools_version(self) -> str: ...
+
+    def devicectl_path(self) -> Optional[str]:
+        """devicectl's path (xcrun --find devicectl), None without one."""
+
+    def runner_env(self) -> dict:
+        """Environment the runner process needs on top of the agent's."""
+
+    def wake_device(self, identifier: str) -> None:
+        """Open a paired phone's devicectl tunnel (idle phones list as disconnected)."""
+
     def open_session(self, device: Mapping[str, str], model_path: Path, compute_units: str,
-                     config: Mapping[str, Any], work_dir: Path) -> CoreMLSession: ...
+                     config: Mapping[str, Any], work_dir: Path, deadline: Optional[float] = None) -> CoreMLSession: ...
+
+    # A remote session's Mac side: the runner app on the device, the model
+    # compiled here, and its structure read here (for compute plans).
+    def prepare_app(self, device: Mapping[str, str], config: Mapping[str, Any], app_dir: Path, work_dir: Path): ...
+
+    def compile_model(self, package: Path, dest: Path) -> Path: ...
+
+    def model_structure(self, compiled: Path) -> Any: ...
 
 
 UNAVAILABLE = ("needs macOS with the Xcode command line tools (xcrun devicectl, xcrun simctl) and coremltools "
@@ -99,3 +118,33 @@ def coremltools_dir() -> Optional[Path]:
     if spec is None or not spec.submodule_search_locations:
         return None
     return Path(list(spec.submodule_search_locations)[0])
+
+
+# What coremltools brings, by release (apple/coremltools tags): the compute
+# plan (coremltools/models/compute_plan.py) from 8.1; the remote-device runner
+# (models/ml_program/experimental/, the modelrunner app project) and Core ML's
+# own load and prediction durations (MLModel.load_duration_in_nano_seconds,
+# last_predict_duration_in_nano_seconds) from 8.3.
+COREMLTOOLS_PLAN_SINCE = (8, 1)
+COREMLTOOLS_REMOTE_SINCE = (8, 3)
+# MLComputePlan / MLModelStructure: macOS 14.4, iOS 17.4 (coremlpython/
+# CoreMLPython.mm API_AVAILABLE(macos(14.4))); a remote plan's structure is
+# read on the Mac (async_wrapper.py retrieve_compute_plan).
+PLAN_SINCE = {"macOS": (14, 4), "iOS": (17, 4), "iPadOS": (17, 4)}
+
+
+def coremltools_gaps(version: str) -> list[str]:
+    """What this coremltools release lacks for the driver, one line each."""
+    import re
+
+    have = tuple(int(p) for p in re.findall(r"\d+", version or "")[:2])
+    if not have:
+        return []
+    gaps = []
+    if have < COREMLTOOLS_PLAN_SINCE:
+        gaps.append(f"coremltools {version} has no compute plan (MLComputePlan, coremltools 8.1+): placement is not "
+                    "measured")
+    if have < COREMLTOOLS_REMOTE_SINCE:
+        gaps.append(f"coremltools {version} has no remote-device runner (coremltools 8.3+): phones and simulators "
+                    "cannot run models")
+    return gaps

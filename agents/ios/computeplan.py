@@ -24,11 +24,16 @@ from typing import Any, Iterable, Optional
 from agents.contract import Placement
 from agents.placement import ProfilePlacement, combine
 
-# coremltools' compute device classes -> the names placement uses.
+# coremltools' compute device classes -> the names placement uses: the Mac's
+# MLComputeDevice classes (models/compute_device.py) and the device classes
+# of a remote plan as the runner app sends it (remote_device.py ComputePlan).
 DEVICE_NAMES = {
     "MLCPUComputeDevice": "cpu",
     "MLGPUComputeDevice": "gpu",
     "MLNeuralEngineComputeDevice": "neural_engine",
+    "CPUDevice": "cpu",
+    "GPUDevice": "gpu",
+    "NeuralEngineDevice": "neural_engine",
 }
 ACCELERATORS = {"all": ("gpu", "neural_engine"), "cpu_and_ne": ("neural_engine",),
                 "cpu_and_gpu": ("gpu",), "cpu_only": ()}
@@ -135,3 +140,45 @@ def plan_details(ops: Iterable[PlanOp], compute_units: str) -> dict:
         "cpu_though_neural_engine_supported": dict(sorted(could_use_ne.items())),
         "cost_weight_total": round(sum(costs), 6) if costs else None,
     }
+
+
+@dataclass(frozen=True)
+class _Usage:
+    preferred_compute_device: Any
+    supported_compute_devices: tuple
+
+
+@dataclass(frozen=True)
+class _Cost:
+    weight: float
+
+
+class RemotePlan:
+    """A device's compute plan in MLComputePlan's surface: the structure
+    read on the Mac (MLModelStructure.load_from_path) and the per-operation
+    infos the runner app sent, keyed by ModelStructurePath
+    (remote_device.py ComputePlan; paths from model_structure_path.py
+    map_model_structure_to_path, as compute_plan_utils.py pairs them)."""
+
+    def __init__(self, structure: Any, plan: Any):
+        from coremltools.models.ml_program.experimental.model_structure_path import map_model_structure_to_path
+
+        self.model_structure = structure
+        infos = plan.infos if plan is not None else {}
+        self._info = {id(item): infos.get(path) for item, path in map_model_structure_to_path(structure, [])}
+
+    def _usage(self, item: Any) -> Optional[_Usage]:
+        info = self._info.get(id(item))
+        if info is None:
+            return None
+        return _Usage(info.device_usage.preferred, tuple(info.device_usage.supported))
+
+    def get_compute_device_usage_for_mlprogram_operation(self, operation: Any) -> Optional[_Usage]:
+        return self._usage(operation)
+
+    def get_compute_device_usage_for_neuralnetwork_layer(self, layer: Any) -> Optional[_Usage]:
+        return self._usage(layer)
+
+    def get_estimated_cost_for_mlprogram_operation(self, operation: Any) -> Optional[_Cost]:
+        info = self._info.get(id(operation))
+        return _Cost(float(info.estimated_cost)) if info is not None and info.estimated_cost is not None else None

@@ -3,7 +3,7 @@
     ios:
       development_team: ABCDE12345     # signs coremltools' runner app for phones
       provisioning_profile_uuid: ...   # optional, for the runner app
-      bundle_identifier: ...           # optional, for the runner app
+      bundle_identifier: ...           # the runner app's, a team's own (phones need it and the team)
       runner_app_dir: ~/.cache/harness/ios-runner   # where the built app is kept
       work_dir: /var/tmp                # job folders
       backend: recorded                 # replay a recorded Mac instead (tests, demos)

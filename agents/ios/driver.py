@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -83,7 +84,11 @@ class IOSDriver:
             sysctl = sw_vers = None
         phones: list[DeviceInfo] = []
         try:
-            phones = inventory.phone_devices(b.devicectl_devices(), remote)
+            listing = b.devicectl_devices()
+            woken = self._wake_idle(listing)
+            if woken:
+                listing = b.devicectl_devices()
+            phones = inventory.phone_devices(listing, self._phone_requirements(remote), woken)
         except BackendError as exc:
             notes["phones"] = f"not listed: {exc}"
             log.warning("ios: devicectl: %s", exc)
@@ -99,9 +104,39 @@ class IOSDriver:
             found.append(inventory.mac_device(sysctl, sw_vers or "", self._ort_runtimes(), b.hostname(), notes))
         found.extend(phones)
         found.extend(sims)
+        mac_os = next((d.facts.get("os_version", "") for d in found if d.local_id == inventory.MAC_ID), "")
+        found = [dataclasses.replace(d, facts={**d.facts, "limits": inventory.limits_of(d, mac_os)})
+                 if inventory.limits_of(d, mac_os) else d for d in found]
         with self._lock:
             self._devices = {d.local_id: d for d in found}
         return found
+
+    def _phone_requirements(self, remote: tuple[bool, str]) -> tuple[bool, str]:
+        """What a phone needs on this Mac before a job, with the reason it
+        is not ready when something is missing."""
+        if not remote[0]:
+            return remote
+        if not self.backend.devicectl_path():
+            return False, ("devicectl not found (`xcrun --find devicectl` failed): install Xcode 15 or later; "
+                           "coremltools runs devicectl by name, so the runner gets its folder on PATH")
+        missing = [k for k in ("development_team", "bundle_identifier") if not self.config.get(k)]
+        if missing:
+            return False, (f"phones need {' and '.join('ios.' + k for k in missing)} in agent.yaml: without a team "
+                           "coremltools signs its runner app ad hoc (CODE_SIGN_IDENTITY=\"-\"), which a phone "
+                           "does not install, and its default bundle identifier com.coremltools.modelrunnerd is "
+                           "no lab's (remote_device.py _AppBuilder.build)")
+        return True, ""
+
+    def _wake_idle(self, listing: dict) -> frozenset:
+        """Wake the tunnels of paired phones that list as not connected (an
+        idle phone shows `disconnected`); returns the identifiers woken."""
+        idle = [d.get("identifier") for d in inventory.listed_phones(listing)
+                if (d.get("connectionProperties") or {}).get("pairingState", "paired") == "paired"
+                and (d.get("connectionProperties") or {}).get("tunnelState") != "connected" and d.get("identifier")]
+        if idle:
+            with ThreadPoolExecutor(max_workers=min(8, len(idle)), thread_name_prefix="devicectl-wake") as pool:
+                list(pool.map(self.backend.wake_device, idle))
+        return frozenset(idle)
 
     def close(self) -> None:
         pass
@@ -163,6 +198,12 @@ class IOSDriver:
             return DriverResult(**base, error=JobError(
                 "job", "unsupported_ep", f"compute units {target.ep!r} are not offered by {dev.local_id} "
                                          f"(offered: {offered})"))
+        if kind in ("phone", "tablet"):
+            if dev.state != "ready":
+                return DriverResult(**base, error=JobError("job", "device_not_ready",
+                                                           f"{dev.local_id} is {dev.state}: {dev.state_reason}"))
+            # Tunnels go idle between jobs; coremltools needs it connected.
+            self.backend.wake_device(dev.facts.get("devicectl_id", dev.facts.get("udid", "")))
         model = next((m for m in job.models if m.format in COREML_FORMATS), None)
         if model is None:
             return DriverResult(**base, error=JobError(
@@ -186,11 +227,19 @@ class IOSDriver:
         (jd / "job.json").write_text(json.dumps({
             "backend": self.backend.spec(), "device": device, "compute_units": job.target.ep,
             "model_path": str(model_path), "measure": job.measure.__dict__, "config": config,
-            "work_dir": str(jd),
+            "work_dir": str(jd), "mac_os_version": self._mac_os_version(), "timeout_s": job.timeout_s,
+            "coremltools": self.backend.coremltools_version(),
         }))
         jobdir.write_probes(jd, job.probes)
-        fin, phase = jobdir.run_runner(["agents.ios.runner", str(jd)], jd, job.timeout_s, progress, cancel)
+        env = {**procs.child_env(), **self.backend.runner_env()}
+        fin, phase = jobdir.run_runner(["agents.ios.runner", str(jd)], jd, job.timeout_s, progress, cancel, env=env)
         return collect(jd, fin, base, phase, inventory.device_kind(dev))
+
+
+    def _mac_os_version(self) -> str:
+        with self._lock:
+            mac = self._devices.get(inventory.MAC_ID)
+        return mac.facts.get("os_version", "") if mac else ""
 
 
 def unpack_model(path: Path, fmt: str, dest: Path) -> Path:

@@ -96,18 +96,24 @@ def mac_device(sysctl_text: str, sw_vers_text: str, extra_runtimes: Sequence[Run
                       runtimes=(coreml, *extra_runtimes), exclusive=AGENT_MACHINE)
 
 
-def phone_devices(devicectl: Mapping[str, Any], remote: tuple[bool, str] = (True, "")) -> list[DeviceInfo]:
+def listed_phones(devicectl: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The iPhones and iPads of `devicectl list devices` JSON (watches, TVs,
+    headsets: Core ML runs there, this driver does not)."""
+    return [dev for dev in (devicectl.get("result") or {}).get("devices") or []
+            if str((dev.get("hardwareProperties") or {}).get("deviceType", "")).lower() in ("iphone", "ipad")]
+
+
+def phone_devices(devicectl: Mapping[str, Any], remote: tuple[bool, str] = (True, ""),
+                  woken: frozenset = frozenset()) -> list[DeviceInfo]:
     """iPhones and iPads from `devicectl list devices` JSON. `remote` says
-    whether this agent can drive coremltools' runner app (and why not)."""
-    result = devicectl.get("result") or {}
+    whether this agent can drive coremltools' runner app on a phone (and
+    why not); `woken` are the identifiers whose tunnel was just woken."""
     out = []
-    for dev in result.get("devices") or []:
+    for dev in listed_phones(devicectl):
         hw = dev.get("hardwareProperties") or {}
         props = dev.get("deviceProperties") or {}
         conn = dev.get("connectionProperties") or {}
         kind = str(hw.get("deviceType", ""))
-        if kind.lower() not in ("iphone", "ipad"):
-            continue  # watches, TVs, headsets: Core ML runs there, this driver does not
         udid = str(hw.get("udid") or dev.get("identifier") or "")
         if not udid:
             continue
@@ -131,10 +137,11 @@ def phone_devices(devicectl: Mapping[str, Any], remote: tuple[bool, str] = (True
             "simulator": "no",
             "kind": "phone" if kind.lower() == "iphone" else "tablet",
             "transport": str(conn.get("transportType", "")),
+            "devicectl_id": str(dev.get("identifier", "")),
         }
         if ram:
             facts["ram_mb"] = str(ram)
-        state, reason = _phone_state(props, conn, remote)
+        state, reason = _phone_state(props, conn, remote, dev.get("identifier") in woken)
         units = compute_units_for("iOS", version, facts["neural_engine"] != "no")
         out.append(DeviceInfo(
             local_id=f"device-{udid}", platform="ios", facts={k: v for k, v in facts.items() if v != ""},
@@ -142,7 +149,7 @@ def phone_devices(devicectl: Mapping[str, Any], remote: tuple[bool, str] = (True
     return out
 
 
-def _phone_state(props: Mapping, conn: Mapping, remote: tuple[bool, str]) -> tuple[str, str]:
+def _phone_state(props: Mapping, conn: Mapping, remote: tuple[bool, str], woken: bool = False) -> tuple[str, str]:
     pairing = conn.get("pairingState")
     if pairing is not None and pairing != "paired":
         return "unauthorized", f"not paired with this Mac (pairing state {pairing}); trust the Mac on the device"
@@ -154,6 +161,9 @@ def _phone_state(props: Mapping, conn: Mapping, remote: tuple[bool, str]) -> tup
     if tunnel != "connected":
         # coremltools' remote device only uses devices whose devicectl
         # tunnel is connected (Device.get_connected_devices).
+        if woken:
+            return "offline", (f"devicectl tunnel stayed {tunnel} after `devicectl device info details` tried to "
+                               "open it: unlock the device and keep it on USB or the Mac's network")
         return "offline", f"devicectl tunnel is {tunnel}; unlock the device and keep it reachable"
     if not remote[0]:
         return "offline", remote[1]
@@ -194,3 +204,25 @@ def simulator_devices(simctl: Mapping[str, Any], host_soc: str = "",
 
 def device_kind(dev: Optional[DeviceInfo]) -> str:
     return (dev.facts.get("kind") if dev else "") or ""
+
+
+def limits_of(dev: DeviceInfo, mac_os_version: str) -> str:
+    """What a Core ML device cannot measure here, and why (the `limits`
+    fact `harness devices` prints)."""
+    from agents.ios.backend import PLAN_SINCE
+
+    kind = device_kind(dev)
+    name = (dev.facts.get("os_version") or "").split(" ")[0]
+    gaps = []
+    if kind != "mac":
+        gaps.append("peak memory (the runner app reports none)")
+    need = PLAN_SINCE.get(name)
+    have = version_tuple(dev.facts.get("os_version", ""))
+    if need and have and have < need:
+        gaps.append(f"placement (Core ML's compute plan needs {name} {'.'.join(map(str, need))}+)")
+    mac = version_tuple(mac_os_version)
+    if kind != "mac" and mac and mac < PLAN_SINCE["macOS"]:
+        gaps.append("placement (a device's compute plan is read on the Mac, which needs macOS 14.4+)")
+    if kind == "simulator":
+        gaps.append("representative timing (" + SIMULATOR_NOTE + ")")
+    return "; ".join(gaps)

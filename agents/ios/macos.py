@@ -10,9 +10,10 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
-from agents.ios.backend import UNAVAILABLE, BackendError, CoreMLSession, MacBackend, _run, coremltools_dir
+from agents.ios.backend import (UNAVAILABLE, BackendError, CoreMLSession, MacBackend, _run, coremltools_dir,
+                                coremltools_gaps)
 from harness.kernel import limits
 
 
@@ -72,27 +73,97 @@ class MacOSBackend:
 
     def remote_support(self) -> tuple[bool, str]:
         """Phones and simulators run models in coremltools' `modelrunner`
-        app, built here with xcodebuild from the Xcode project coremltools
-        looks for inside its package (coremltools/modelrunner, see
-        `_ModelRunnerAppBuilder._get_project_path`)."""
+        app (coremltools 8.3+), built here with xcodebuild from the Xcode
+        project coremltools looks for inside its package
+        (`_ModelRunnerAppBuilder._get_project_path`: coremltools/modelrunner).
+        The macOS wheel ships that project (setup.py adds `modelrunner/**/*`
+        to the package data on darwin)."""
+        version = coremltools_version()
+        gaps = [g for g in coremltools_gaps(version) if "phones and simulators" in g]
+        if gaps:
+            return False, f"{gaps[0]}; pip install 'coremltools>=8.3' on this Mac"
         ct = coremltools_dir()
         workspace = ct / "modelrunner" / "ModelRunner.xcworkspace" if ct else None
         if workspace is None or not workspace.is_dir():
-            return False, (f"coremltools' runner app project is missing ({workspace}); install coremltools "
-                           "from a source checkout so phones and simulators can run models")
+            return False, (f"coremltools' runner app project is missing ({workspace}): the coremltools macOS wheel "
+                           "ships it; reinstall it on this Mac with pip install 'coremltools>=8.3'")
         if not shutil.which("xcodebuild"):
             return False, "xcodebuild not found: phones and simulators need full Xcode to build the runner app"
         return True, ""
 
+    def coremltools_version(self) -> str:
+        return coremltools_version()
+
+    def devicectl_path(self) -> Optional[str]:
+        """Where devicectl is: Xcode's usr/bin, found through xcrun."""
+        try:
+            path = _run(["xcrun", "--find", "devicectl"], limits.MAC_TOOL_TIMEOUT_S).strip()
+        except BackendError:
+            return None
+        return path or None
+
+    def runner_env(self) -> dict:
+        """coremltools runs `devicectl device copy` by name, without xcrun, and
+        checks shutil.which("devicectl") before every devicectl command
+        (remote_device.py _DeviceCtl._validate): its folder goes first on the
+        runner's PATH."""
+        path = self.devicectl_path()
+        if not path:
+            return {}
+        return {"PATH": os.path.dirname(path) + os.pathsep + os.environ.get("PATH", "")}
+
+    def wake_device(self, identifier: str) -> None:
+        """Open a paired phone's devicectl tunnel: an idle one lists as
+        `disconnected`, and coremltools uses only `connected` devices
+        (Device.get_connected_devices). Any devicectl request to the device
+        connects it; `device info details` is the lightest."""
+        fd, tmp = tempfile.mkstemp(suffix=".json", prefix="devicectl-")
+        os.close(fd)
+        try:
+            _run(["xcrun", "devicectl", "device", "info", "details", "--device", identifier, "--json-output", tmp,
+                  "--timeout", str(int(limits.DEVICECTL_WAKE_TIMEOUT_S))], limits.DEVICECTL_WAKE_TIMEOUT_S + 10)
+        except BackendError:
+            pass  # the list that follows shows the state it is left in
+        finally:
+            os.unlink(tmp)
+
     def open_session(self, device: Mapping[str, str], model_path: Path, compute_units: str,
-                     config: Mapping[str, Any], work_dir: Path) -> CoreMLSession:
+                     config: Mapping[str, Any], work_dir: Path, deadline: Optional[float] = None) -> CoreMLSession:
         if device.get("kind") == "mac":
             from agents.ios.coreml_local import LocalSession
 
             return LocalSession(model_path, compute_units)
         from agents.ios.remote import RemoteSession
 
-        return RemoteSession(dict(device), model_path, compute_units, dict(config), work_dir)
+        return RemoteSession(dict(device), model_path, compute_units, dict(config), work_dir, self, deadline)
+
+    # -- the Mac's side of a remote session ---------------------------------------------
+    def prepare_app(self, device: Mapping[str, str], config: Mapping[str, Any], app_dir: Path, work_dir: Path):
+        from agents.ios import macos_apps
+
+        if device.get("kind") == "simulator":
+            return macos_apps.simulator_app(device, app_dir, work_dir)
+        return macos_apps.phone_app(device, config, app_dir)
+
+    def compile_model(self, package: Path, dest: Path) -> Path:
+        from coremltools.models.utils import compile_model
+
+        dest.mkdir(parents=True, exist_ok=True)
+        return Path(compile_model(str(package), destination_path=str(dest / "model.mlmodelc")))
+
+    def model_structure(self, compiled: Path) -> Any:
+        from coremltools.models.compute_plan import MLModelStructure
+
+        return MLModelStructure.load_from_path(compiled_model_path=str(compiled))
+
+
+def coremltools_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("coremltools")
+    except Exception:
+        return ""
 
 
 def backend_from_spec(spec: Mapping[str, Any]) -> MacBackend:

@@ -10,6 +10,9 @@ A recording is one JSON file:
       "devicectl": {"info": {...}, "result": {"devices": [...]}},   # devicectl JSON
       "simctl": {"devices": {"com.apple.CoreSimulator.SimRuntime.iOS-17-4": [...]}},
       "remote_support": [true, ""],
+      "wakes": {"<devicectl identifier>": "connected"},   # the tunnel state waking a phone gives it
+      "xcode": {"devicectl": null},        # no devicectl on this Mac (default: Xcode's path)
+      "coremltools": "8.3",                # the version the Mac has (default 9.0)
       "sessions": {                       # by "<device id>/<units>", "<kind>/<units>", "<units>" or "*"
         "all": {
           "load": {"load_ms": 41.0, "compile_ms": 30.2},
@@ -19,7 +22,8 @@ A recording is one JSON file:
               {"operator_name": "ios17.conv", "estimated_cost": 0.61,
                "device_usage": {"preferred": "neural_engine", "supported": ["cpu", "gpu", "neural_engine"]},
                "blocks": []}]}}}}},
-          "plan_error": null
+          "plan_error": null,
+          "respond_after_s": {"MLModelService.Load": 12.0}   # the runner app answers late
         }
       }
     }
@@ -28,7 +32,9 @@ The compute plan is rebuilt from coremltools' own structure classes
 (MLModelStructure, MLComputePlanDeviceUsage, MLComputePlanCost and the
 MLComputeDevice subclasses), so the code that reads a real plan reads this one.
 Predictions replay the outputs recorded for the exact input bytes; an input
-that was never recorded fails like a device error would.
+that was never recorded fails like a device error would. On the Mac the
+session stands in for MLModel; phones and simulators run coremltools' own
+remote-device code against a recorded runner app (agents.ios.recorded_app).
 """
 
 from __future__ import annotations
@@ -41,6 +47,9 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from agents.ios.backend import BackendError, PlanUnavailable
+
+# Where Xcode installs devicectl (`xcrun --find devicectl` on a lab Mac).
+DEVICECTL = "/Applications/Xcode.app/Contents/Developer/usr/bin/devicectl"
 
 
 def feed_key(feed: Mapping[str, np.ndarray]) -> str:
@@ -59,6 +68,8 @@ class RecordedBackend:
     def __init__(self, recording: Mapping[str, Any], path: Optional[Path] = None):
         self.recording = dict(recording)
         self.path = path
+        self.woken: list[str] = []  # devicectl identifiers whose tunnel was woken
+        self._session_rec: Mapping[str, Any] = {}
 
     @classmethod
     def from_file(cls, path: Path) -> "RecordedBackend":
@@ -97,7 +108,28 @@ class RecordedBackend:
         return value
 
     def devicectl_devices(self) -> dict:
-        return self._json("devicectl")
+        """devicectl's JSON; a phone whose tunnel was woken shows the state
+        the recording says waking gives it (`wakes`: identifier -> state)."""
+        data = json.loads(json.dumps(self._json("devicectl")))
+        wakes = self.recording.get("wakes") or {}
+        for dev in (data.get("result") or {}).get("devices") or []:
+            ident = dev.get("identifier")
+            if ident in self.woken and ident in wakes:
+                dev.setdefault("connectionProperties", {})["tunnelState"] = wakes[ident]
+        return data
+
+    def wake_device(self, identifier: str) -> None:
+        self.woken.append(identifier)
+
+    def devicectl_path(self) -> Optional[str]:
+        xcode = self.recording.get("xcode") or {}
+        return xcode.get("devicectl", DEVICECTL) if "devicectl" in xcode else DEVICECTL
+
+    def coremltools_version(self) -> str:
+        return str(self.recording.get("coremltools", "9.0"))
+
+    def runner_env(self) -> dict:
+        return {}
 
     def simctl_booted(self) -> dict:
         return self._json("simctl")
@@ -106,15 +138,50 @@ class RecordedBackend:
         ok, why = (self.recording.get("remote_support") or [True, ""])[:2]
         return bool(ok), str(why)
 
+    def _base(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
     def open_session(self, device: Mapping[str, str], model_path: Path, compute_units: str,
-                     config: Mapping[str, Any], work_dir: Path) -> "RecordedSession":
+                     config: Mapping[str, Any], work_dir: Path, deadline: Optional[float] = None):
+        """The Mac runs Core ML in-process (a recorded MLModel); phones and
+        simulators go through coremltools' remote-device code against a
+        recorded runner app (agents.ios.recorded_app)."""
         sessions = self.recording.get("sessions") or {}
         for key in (f"{device.get('local_id')}/{compute_units}", f"{device.get('kind')}/{compute_units}",
                     compute_units, "*"):
             if key in sessions:
-                base = self.path.parent if self.path else Path.cwd()
-                return RecordedSession(sessions[key], model_path, device.get("kind") == "mac", base)
+                if device.get("kind") == "mac":
+                    return RecordedSession(sessions[key], model_path, True, self._base())
+                from agents.ios.remote import RemoteSession
+
+                self._session_rec = sessions[key]
+                return RemoteSession(device, model_path, compute_units, config, work_dir, self, deadline)
         raise BackendError(f"the recording has no session for {device.get('local_id')} with {compute_units}")
+
+    # -- the Mac's side of a remote session ---------------------------------------------
+    def prepare_app(self, device: Mapping[str, str], config: Mapping[str, Any], app_dir: Path, work_dir: Path):
+        from agents.ios.recorded_app import RecordedApp
+
+        app = RecordedApp(Path(work_dir) / "app-container", self._session_rec, self._base()).launch()
+        return app.device(device.get("model", "device"), str(device.get("udid", "")), Path(work_dir) / "sessions")
+
+    def compile_model(self, package: Path, dest: Path) -> Path:
+        """A .mlmodelc folder in the layout Core ML's compiler writes
+        (coremldata.bin, model.mil, weights/weight.bin, ...), with the
+        package's own weights."""
+        from agents.ios.recorded_app import RecordedApp
+
+        out = RecordedApp.compiled_stub(Path(dest))
+        weights = Path(package) / "Data" / "com.apple.CoreML" / "weights" / "weight.bin"
+        if weights.is_file():
+            (out / "weights" / "weight.bin").write_bytes(weights.read_bytes())
+        return out
+
+    def model_structure(self, compiled: Path) -> Any:
+        plan = self._session_rec.get("compute_plan")
+        if not plan:
+            raise PlanUnavailable("the recording holds no compute plan")
+        return RecordedComputePlan(plan).model_structure
 
 
 class RecordedSession:
@@ -195,10 +262,18 @@ class RecordedComputePlan:
         self._cp = cp
         self._usage: dict[int, Any] = {}
         self._cost: dict[int, Any] = {}
+        self._raw: dict[int, Mapping[str, Any]] = {}
         self._next = 0
         self.model_structure = self._structure(data)
 
+    def recorded_usage(self, item: Any) -> Optional[tuple[str, list[str], Optional[float]]]:
+        """(preferred, supported, cost) of an operation or layer, as recorded."""
+        raw = self._raw.get(item.__proxy__) or {}
+        u = raw.get("device_usage")
+        return (u["preferred"], list(u.get("supported") or []), raw.get("estimated_cost")) if u else None
+
     def _usage_of(self, item: Mapping[str, Any], key: int) -> None:
+        self._raw[key] = item
         u = item.get("device_usage")
         if u:
             self._usage[key] = self._cp.MLComputePlanDeviceUsage(
@@ -213,8 +288,13 @@ class RecordedComputePlan:
             self._next += 1
             key = self._next
             self._usage_of(item, key)
+            # Named outputs: a remote plan's paths name each operation by its
+            # first output (model_structure_path.py).
+            outputs = [self._cp.MLModelStructureProgramNamedValueType(
+                name=name, type=self._cp.MLModelStructureProgramValueType())
+                for name in item.get("outputs") or [f"var_{key}"]]
             ops.append(self._cp.MLModelStructureProgramOperation(
-                inputs={}, operator_name=item["operator_name"], outputs=[],
+                inputs={}, operator_name=item["operator_name"], outputs=outputs,
                 blocks=[self._block(b) for b in item.get("blocks") or []], __proxy__=key))
         return self._cp.MLModelStructureProgramBlock(inputs=[], operations=ops, output_names=[])
 
@@ -231,7 +311,7 @@ class RecordedComputePlan:
                 self._next += 1
                 self._usage_of(item, self._next)
                 layers.append(cp.MLModelStructureNeuralNetworkLayer(
-                    name=item.get("name", ""), type=item["type"], input_names=[], output_names=[],
+                    name=item.get("name") or f"layer_{self._next}", type=item["type"], input_names=[], output_names=[],
                     __proxy__=self._next))
             network = cp.MLModelStructureNeuralNetwork(layers=layers)
         elif "pipeline" in data:

@@ -1,26 +1,32 @@
-"""Core ML on a phone or a simulator, through coremltools' remote device
-support (macOS only; `coremltools.models.ml_program.experimental`).
+"""Core ML on a phone or a simulator, through coremltools' remote-device code
+(`coremltools.models.ml_program.experimental.remote_device`, coremltools
+8.3+).
 
-coremltools builds its `modelrunner` app with xcodebuild, installs and
-launches it, and talks JSON-RPC to it through files in the app's data
-container (`Documents/modelrunnerd/requests|responses`), copied with
-`xcrun devicectl device copy to|from`. The app loads the compiled model with
-the requested compute units, predicts, reports Core ML's own load and
-prediction durations, and returns the compute plan.
+The backend prepares coremltools' `modelrunner` app on the device (phones:
+coremltools' own build, install and launch through devicectl; simulators:
+simctl) and compiles the model on the Mac. From there on this is
+coremltools' own code path: `_DeviceCtlSocket` writes JSON-RPC requests and
+their resource (for `MLModelService.Load`, the compiled `.mlmodelc` folder)
+into the app's data container under `Documents/modelrunnerd` and reads its
+responses; `_RemoteMLModelService` loads, predicts, returns Core ML's own
+load and prediction durations and the compute plan.
 
-A simulator has no devicectl: the app is built for the iOS Simulator SDK
-(no signing), installed with `simctl install`, and the same files are
-copied straight into the data container `simctl get_app_container` names.
-Everything above the file transport is coremltools' own code path.
+Two things differ from coremltools' defaults, both read in remote_device.py
+(8.3, unchanged in 9.0):
+
+* `_DeviceCtlRemoteService` polls 20 times, 0.5 s apart, so an answer later
+  than about 10 s (a first load that compiles for the Neural Engine, a busy
+  phone) fails; here the same poll runs until the job's deadline.
+* a simulator has no devicectl: its transport copies into the container
+  `simctl get_app_container` names, folders included.
 """
 
 from __future__ import annotations
 
 import asyncio
-import plistlib
 import shutil
-import subprocess
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
@@ -29,7 +35,8 @@ import numpy as np
 
 from harness.kernel import limits
 
-_BUNDLE_ID = "com.coremltools.modelrunnerd"  # coremltools' default for the runner app
+# coremltools' _RemoteMLModelService.load_on_device talks to this folder of the app's container.
+APP_SOURCE = "Documents/modelrunnerd"
 
 
 def _ms(ns: Any) -> Optional[float]:
@@ -43,14 +50,16 @@ class _Transfer:
 
 
 class SimulatorAppSession:
-    """The part of coremltools' `_AppSession` its JSON-RPC socket uses,
-    over a simulator's data container instead of devicectl."""
+    """The part of coremltools' `_AppSession` its JSON-RPC socket uses, over
+    a simulator's data container instead of devicectl. `process` is the
+    launched app (anything with poll() and terminate())."""
 
-    def __init__(self, process: subprocess.Popen, container: Path, bundle_identifier: str, working_directory: Path):
+    def __init__(self, process: Any, container: Path, bundle_identifier: str, working_directory: Path):
         self._process = process
-        self.container = container
+        self.container = Path(container)
         self.bundle_identifier = bundle_identifier
-        self.working_directory = working_directory
+        self.working_directory = Path(working_directory)
+        self.working_directory.mkdir(parents=True, exist_ok=True)
 
     @property
     def is_alive(self) -> bool:
@@ -60,9 +69,14 @@ class SimulatorAppSession:
         self._process.terminate()
 
     def send_file_to_app(self, source_path: Path, destination: str) -> _Transfer:
-        target = self.container / destination
+        # devicectl's `copy to` takes files and folders; Load's resource is
+        # the compiled .mlmodelc folder (_DeviceCtlSocket.send).
+        source_path, target = Path(source_path), self.container / destination
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source_path, target)
+        if source_path.is_dir():
+            shutil.copytree(source_path, target, dirs_exist_ok=True)
+        else:
+            shutil.copyfile(source_path, target)
         return _Transfer(str(source_path), str(target))
 
     def receive_file_from_app(self, destination_path: Path, source: str) -> _Transfer:
@@ -70,113 +84,94 @@ class SimulatorAppSession:
 
         src = self.container / source
         if not src.is_file():
-            # The same error devicectl's copy gives for a file not written
-            # yet; coremltools' service polls again on it.
+            # What devicectl's copy gives for a file not written yet; the
+            # service polls again on it.
             raise _DeviceCtlError(f"{source} is not in the app container yet")
         shutil.copyfile(src, destination_path)
         return _Transfer(str(src), str(destination_path))
 
 
-def _run(argv: list[str], timeout_s: float) -> str:
-    from agents.ios.backend import _run as run
+def deadline_service(socket: Any, deadline: float, poll_s: float = limits.REMOTE_POLL_S):
+    """coremltools' _DeviceCtlRemoteService, polling until `deadline`
+    (time.monotonic()) instead of 20 attempts."""
+    from coremltools.models.ml_program.experimental import remote_device as rd
 
-    return run(argv, timeout_s)
+    class DeadlineService(rd._DeviceCtlRemoteService):
+        async def call_method(self, name, params, resource=None):
+            request = rd._JSONRPCRequest(id=str(uuid.uuid4()), method=name, params=params)
+            loop = asyncio.get_event_loop()
+            await self._retry(lambda: loop.run_in_executor(None, self.socket.send, request, resource), name, False)
+            response = await self._retry(lambda: loop.run_in_executor(None, self.socket.receive, request.id),
+                                         name, True)
+            if response.error is not None:
+                raise rd._DeviceCtlError(error_code=response.error.code, message=response.error.message)
+            return response.result, response.resource
+
+        async def _retry(self, attempt, name: str, need_answer: bool):
+            while True:
+                try:
+                    got = await attempt()
+                    if got is not None or not need_answer:
+                        return got
+                except rd._DeviceCtlError:
+                    if not self.socket.is_alive or time.monotonic() + self.poll_time > deadline:
+                        raise
+                if time.monotonic() + self.poll_time > deadline:
+                    raise rd._DeviceCtlError(f"no answer to {name} from the runner app before the job's deadline")
+                await asyncio.sleep(self.poll_time)
+
+    return DeadlineService(socket=socket, poll_time=poll_s)
 
 
 class RemoteSession:
     in_process = False
 
     def __init__(self, device: Mapping[str, str], model_path: Path, compute_units: str,
-                 config: Mapping[str, Any], work_dir: Path):
+                 config: Mapping[str, Any], work_dir: Path, backend: Any, deadline: Optional[float] = None):
         from agents.ios.coreml_local import compute_unit
 
         self.device = dict(device)
         self.model_path = Path(model_path)
         self.units = compute_unit(compute_units)
         self.config = dict(config)
-        self.app_dir = Path(self.config.get("runner_app_dir") or "~/.cache/harness/ios-runner").expanduser()
-        self.app_dir.mkdir(parents=True, exist_ok=True)
+        self.backend = backend
         self.work_dir = Path(work_dir)
+        self.app_dir = Path(self.config.get("runner_app_dir") or "~/.cache/harness/ios-runner").expanduser()
+        self.deadline = deadline or time.monotonic() + 3600
         self.loop: Optional[asyncio.AbstractEventLoop] = None
-        self.wrapper = None
-        self.app_session = None
+        self.ct_device = None
+        self.remote = None
+        self.compiled: Optional[Path] = None
 
     def _wait(self, coro):
         assert self.loop is not None
         return self.loop.run_until_complete(coro)
 
-    # -- devices -----------------------------------------------------------------
-    def _phone(self):
-        from coremltools.models.ml_program.experimental import remote_device as rd
-
-        udid = self.device["udid"]
-        kind = rd.DeviceType.IPAD if self.device.get("device_type", "").lower() == "ipad" else rd.DeviceType.IPHONE
-        found = [d for d in rd.Device.get_connected_devices(kind) if d.udid == udid]
-        if not found:
-            raise RuntimeError(f"device {udid} is not connected (devicectl tunnel not connected)")
-        creds = rd.AppSigningCredentials(
-            development_team=self.config.get("development_team", ""),
-            provisioning_profile_uuid=self.config.get("provisioning_profile_uuid"),
-            bundle_identifier=self.config.get("bundle_identifier"),
-        )
-        prepared = self._wait(found[0].prepare_for_model_debugging(credentials=creds, working_directory=self.app_dir))
-        self.app_session = prepared.session
-        return prepared
-
-    def _simulator(self):
-        from coremltools.models.ml_program.experimental import remote_device as rd
-
-        from agents.ios.backend import coremltools_dir
-
-        udid = self.device["udid"]
-        build = self.app_dir / "build-simulator"
-        app = next(build.rglob("*.app"), None) if build.is_dir() else None
-        if app is None:
-            workspace = coremltools_dir() / "modelrunner" / "ModelRunner.xcworkspace"
-            _run(["xcodebuild", "-workspace", str(workspace), "-scheme", "modelrunner", "-sdk", "iphonesimulator",
-                  "-destination", f"platform=iOS Simulator,id={udid}", "-configuration", "Release",
-                  f"SYMROOT={build}", "CODE_SIGNING_ALLOWED=NO", f"PRODUCT_BUNDLE_IDENTIFIER={_BUNDLE_ID}"],
-                 limits.RUNNER_APP_BUILD_TIMEOUT_S)
-            app = next(build.rglob("*.app"), None)
-            if app is None:
-                raise RuntimeError(f"xcodebuild produced no .app under {build}")
-        with open(app / "Info.plist", "rb") as fh:
-            bundle = plistlib.load(fh).get("CFBundleIdentifier", _BUNDLE_ID)
-        _run(["xcrun", "simctl", "install", udid, str(app)], limits.SIMCTL_APP_TIMEOUT_S)
-        log = open(self.work_dir / "simulator-app.log", "wb")
-        proc = subprocess.Popen(["xcrun", "simctl", "launch", "--console-pty", "--terminate-running-process",
-                                 udid, bundle], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        log.close()
-        container = Path(_run(["xcrun", "simctl", "get_app_container", udid, bundle, "data"],
-                              limits.SIMCTL_APP_TIMEOUT_S).strip())
-        self.app_session = SimulatorAppSession(proc, container, bundle, self.app_dir / "sessions")
-        self.app_session.working_directory.mkdir(parents=True, exist_ok=True)
-        return rd.Device(name=self.device.get("model", "simulator"), type=rd.DeviceType.IPHONE, identifier=udid,
-                         udid=udid, os_version=self.device.get("os_version", ""), os_build_number="",
-                         developer_mode_state="enabled", state=rd.DeviceState.CONNECTED, session=self.app_session)
-
-    # -- the session ----------------------------------------------------------------
     def load(self) -> dict:
-        from coremltools.models.ml_program.experimental.async_wrapper import MLModelAsyncWrapper
+        from coremltools.models.ml_program.experimental import remote_device as rd
 
         # coremltools' remote service binds the current event loop when built.
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
         t0 = time.perf_counter()
-        ct_device = self._simulator() if self.device.get("kind") == "simulator" else self._phone()
+        self.ct_device = self.backend.prepare_app(self.device, self.config, self.app_dir, self.work_dir)
         prepare_ms = (time.perf_counter() - t0) * 1e3
-        weights = self.model_path / "Data" / "com.apple.CoreML" / "weights"
         t1 = time.perf_counter()
-        self.wrapper = MLModelAsyncWrapper.from_spec_or_path(
-            spec_or_path=str(self.model_path), weights_dir=str(weights), compute_units=self.units, device=ct_device)
-        self._wait(self.wrapper.load())
+        # Compiled on the Mac, as an app that bundles its model does; the
+        # app loads the .mlmodelc with the requested compute units.
+        self.compiled = self.backend.compile_model(self.model_path, self.work_dir / "compiled")
+        socket = rd._DeviceCtlSocket(device=self.ct_device, source=APP_SOURCE)
+        self.remote = rd._RemoteMLModelService(service=deadline_service(socket, self.deadline),
+                                               compiled_model_path=self.compiled, compute_units=self.units)
+        self._wait(self.remote.load())
         wall = (time.perf_counter() - t1) * 1e3
-        device_ms = _ms(self.wrapper.load_duration_in_nano_seconds)
+        device_ms = _ms(self.remote.load_duration_in_nano_seconds)
         return {
             "load_ms": device_ms if device_ms is not None else wall,
             "method": ("Core ML load of the compiled model on the device, as the runner app reports it "
-                       "(the .mlmodelc is compiled on the Mac, as apps that bundle it do)"
-                       if device_ms is not None else "wall clock of compile on the Mac + transfer + load"),
+                       "(the .mlmodelc is compiled on the Mac)" if device_ms is not None
+                       else "wall clock of compile on the Mac + transfer + load"),
+            "sent": self.compiled.name + "/",
             "host_compile_transfer_load_ms": wall,
             "runner_app_prepare_ms": prepare_ms,
         }
@@ -187,28 +182,30 @@ class RemoteSession:
         return list(inspect_coreml(self.model_path).inputs)
 
     def predict(self, feed: Mapping[str, np.ndarray]) -> Mapping[str, Any]:
-        return self._wait(self.wrapper.predict(dict(feed)))
+        return self._wait(self.remote.predict(inputs=dict(feed)))
 
     def last_predict_ms(self) -> Optional[float]:
-        return _ms(self.wrapper.last_predict_duration_in_nano_seconds) if self.wrapper else None
+        return _ms(self.remote.last_predict_duration_in_nano_seconds) if self.remote else None
 
     def compute_plan(self) -> Any:
-        from agents.ios.backend import PlanUnavailable
+        """The device's plan over the model structure read on the Mac
+        (async_wrapper.py RemoteMLModelAsyncWrapper.retrieve_compute_plan:
+        MLModelStructure.load_from_path runs here, macOS 14.4+)."""
+        from agents.ios.computeplan import RemotePlan
 
-        try:
-            return self._wait(self.wrapper.retrieve_compute_plan())
-        except ValueError as exc:  # remote plan support missing in this coremltools
-            raise PlanUnavailable(str(exc)) from None
+        plan = self._wait(self.remote.retrieve_compute_plan())
+        return RemotePlan(self.backend.model_structure(self.compiled), plan)
 
     def close(self) -> None:
         try:
-            if self.wrapper is not None and self.loop is not None:
-                self._wait(self.wrapper.unload())
+            if self.remote is not None and self.loop is not None:
+                self._wait(self.remote.unload())
         except Exception:
             pass  # the app is stopped below either way
-        if self.app_session is not None:
+        session = getattr(self.ct_device, "session", None)
+        if session is not None:
             try:
-                self.app_session.stop()
+                session.stop()
             except Exception:
                 pass
         if self.loop is not None:

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import traceback
 from pathlib import Path
 
 from agents import jobdir
+from harness.kernel import limits
 
 
 def _emit(obj: dict) -> None:
@@ -31,6 +33,14 @@ def _rss_bytes() -> tuple[int, str]:
     return psutil.Process().memory_info().rss, "resident set size"
 
 
+# What ru_maxrss of the runner cannot see on a Mac: Core ML compiles and
+# keeps Neural Engine models in system daemons (ANECompilerService, aned) and
+# the Metal driver holds GPU buffers, outside this process; coremltools
+# reports no memory figure of its own.
+COREML_BLIND_SPOT = ("Neural Engine memory (held by the aned and ANECompilerService daemons) and GPU memory (held by "
+                     "the Metal driver) are outside the runner process and not in this figure")
+
+
 def _peak_bytes() -> tuple[int, str]:
     import resource
 
@@ -39,21 +49,28 @@ def _peak_bytes() -> tuple[int, str]:
     return maxrss * scale, "getrusage ru_maxrss of the runner process (Core ML runs in it), read after measurement"
 
 
-# Compute plans exist from these OS versions on (MLComputePlan availability).
-PLAN_SINCE = {"macOS": (14, 4), "iOS": (17, 4), "iPadOS": (17, 4)}
-
-
-def plan_supported(os_version: str) -> tuple[bool, str]:
+def plan_supported(os_version: str, mac_os_version: str = "", remote: bool = False,
+                   coremltools: str = "") -> tuple[bool, str]:
+    """Whether a compute plan can be had: the device's OS, and for a phone or
+    simulator also the Mac's (MLModelStructure.load_from_path runs on the
+    Mac, async_wrapper.py retrieve_compute_plan), and coremltools 8.1+."""
+    from agents.ios.backend import PLAN_SINCE, coremltools_gaps
     from agents.ios.inventory import version_tuple
 
+    gaps = [g for g in coremltools_gaps(coremltools) if "compute plan" in g]
+    if gaps:
+        return False, f"placement: {gaps[0]}"
     name = (os_version or "").split(" ")[0]
     need = PLAN_SINCE.get(name)
     have = version_tuple(os_version)
-    if need is None or not have:
-        return True, ""
-    if have < need:
+    if need is not None and have and have < need:
         return False, (f"placement: Core ML's compute plan needs {name} {'.'.join(map(str, need))}+, "
                        f"this device runs {os_version}")
+    mac = version_tuple(mac_os_version)
+    if remote and mac and mac < PLAN_SINCE["macOS"]:
+        return False, (f"placement: a device's compute plan also needs the Mac on macOS "
+                       f"{'.'.join(map(str, PLAN_SINCE['macOS']))}+ (MLModelStructure.load_from_path reads the "
+                       f"compiled model on the Mac); the Mac runs {mac_os_version}")
     return True, ""
 
 
@@ -100,8 +117,11 @@ def _run(jd: Path, spec: dict, result: dict, outputs: dict) -> None:
     units = spec["compute_units"]
     probes = jobdir.read_probes(jd)
     backend = backend_from_spec(spec["backend"])
+    # Remote answers are waited for until shortly before the driver's own
+    # limit, so the runner still writes its result.
+    deadline = time.monotonic() + max(1.0, float(spec.get("timeout_s") or 3600) - limits.RUNNER_RESULT_MARGIN_S)
     session = backend.open_session(device, Path(spec["model_path"]), units, spec.get("config") or {},
-                                   Path(spec.get("work_dir") or jd))
+                                   Path(spec.get("work_dir") or jd), deadline)
     try:
         rss_before, rss_method = _rss_bytes()
         res = measure(session, probes, MeasurePolicy(**spec["measure"]), _emit)
@@ -113,14 +133,16 @@ def _run(jd: Path, spec: dict, result: dict, outputs: dict) -> None:
         if session.in_process:
             peak, method = _peak_bytes()
             result["memory"] = {"peak_bytes": peak, "delta_bytes": peak - rss_before,
-                                "method": f"{method}; delta over its {rss_method} before load"}
+                                "method": f"{method}; delta over its {rss_method} before load",
+                                "blind_spot": COREML_BLIND_SPOT}
         else:
             result["details"]["not_measured"].append(
                 "memory: the on-device runner app reports no memory figures")
 
         result["_stage"] = "placement"
         _emit({"phase": "placement", "samples": len(result.get("samples_ms") or ()), "elapsed_s": 0.0})
-        ok, why = plan_supported(device.get("os_version", ""))
+        ok, why = plan_supported(device.get("os_version", ""), spec.get("mac_os_version", ""),
+                                 not session.in_process, spec.get("coremltools", ""))
         if not ok:
             result["details"]["not_measured"].append(why)
             return

@@ -7,9 +7,12 @@ stand in for an android, ios or browser profile (`match: {driver: sim}`).
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
+from agents.registry import driver_config
 from agents.sim.config import SimConfig as Config
 from agents.sim.driver import SimDriver
 
 
-def create(config: Config) -> SimDriver:
-    return SimDriver(config)
+def create(config: Config | Mapping[str, Any]) -> SimDriver:
+    return SimDriver(driver_config("sim", config))

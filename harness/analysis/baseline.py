@@ -39,8 +39,9 @@ TIERS = {"low": 0, "mid": 1, "high": 2}
 
 
 def runtime_label(r: dict) -> str:
+    """`onnxruntime 1.32.0 cpu`, or the host build that ran: `onnxruntime-openvino 1.24.1 openvino`."""
     rt = r.get("runtime") or {}
-    return f"{rt.get('name')} {rt.get('version') or ''} {rt.get('ep')}".replace("  ", " ")
+    return f"{rt.get('build') or rt.get('name')} {rt.get('version') or ''} {rt.get('ep')}".replace("  ", " ")
 
 
 def row_status(r: dict) -> str:

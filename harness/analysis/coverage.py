@@ -46,7 +46,8 @@ def cell_status(r: dict) -> str:
 def version_column(r: dict) -> str:
     rt = r.get("runtime") or {}
     if row_status(r) != "not_run" and rt.get("version"):
-        return f"{rt.get('name')} {rt['version']}"
+        # A host build (onnxruntime-openvino) is its own column beside the plain runtime of that version.
+        return f"{rt.get('build') or rt.get('name')} {rt['version']}"
     want = (r.get("target") or "").split("/", 1)[0]  # "onnxruntime@1.20"
     name, _, ver = want.partition("@")
     return f"{name or rt.get('name')} {ver or rt.get('version') or 'any'}"
@@ -72,8 +73,10 @@ def coverage_matrix(rows: list[dict], profiles: list[str]) -> dict:
         if e:
             cell["messages"].append(f"{ep}: {e.get('kind')}: {str(e.get('message', ''))[:160]}")
         elif st == "fallback":
-            n = (r.get("placement") or {}).get("cpu_fallback_nodes")
-            cell["messages"].append(f"{ep}: {n} node(s) on the CPU")
+            p = r.get("placement") or {}
+            n, total = p.get("cpu_fallback_nodes"), p.get("nodes_total")
+            of = f" of {total}" if total is not None else ""
+            cell["messages"].append(f"{ep}: {'?' if n is None else n}{of} model node(s) on the CPU")
     rows_order = [p for p in profiles if p in cells] + [p for p in cells if p not in profiles]
     return {"rows": rows_order, "columns": sorted(cols), "cells": cells}
 
@@ -89,12 +92,14 @@ def operator_matrix(rows: list[dict], inventory_ops: Mapping[str, int]) -> dict:
             ops.setdefault(op, 0)
     cols: list[str] = []
     cells: dict[str, dict[str, str]] = {op: {} for op in ops}
+    # Model nodes of each op type the CPU EP received, per column (the most a job reported).
+    fallback_nodes: dict[str, dict[str, int]] = {op: {} for op in ops}
     notes: list[str] = []
     rank = {"unknown": 0, "cpu": 1, "accelerated": 1, "cpu_fallback": 2, "unsupported": 3}
     for r in rows:
         rt = r.get("runtime") or {}
         ep = rt.get("ep") or "?"
-        col = f"{rt.get('name')}/{ep}"
+        col = f"{rt.get('build') or rt.get('name')}/{ep}"
         if col not in cols:
             cols.append(col)
         status = row_status(r)
@@ -112,6 +117,7 @@ def operator_matrix(rows: list[dict], inventory_ops: Mapping[str, int]) -> dict:
             for op in ops:
                 if op in fb:
                     found[op] = "cpu_fallback"
+                    fallback_nodes[op][col] = max(fallback_nodes[op].get(col, 0), int(fb[op]))
                 elif op in inventory_ops:
                     found[op] = "cpu" if ep in CPU_EPS else "accelerated"
         for op, st in found.items():
@@ -121,7 +127,8 @@ def operator_matrix(rows: list[dict], inventory_ops: Mapping[str, int]) -> dict:
     for op in ops:
         for col in cols:
             cells[op].setdefault(col, "unknown")
-    return {"rows": sorted(ops), "columns": cols, "nodes": ops, "cells": cells, "notes": notes}
+    return {"rows": sorted(ops), "columns": cols, "nodes": ops, "cells": cells,
+            "fallback_nodes": {op: v for op, v in fallback_nodes.items() if v}, "notes": notes}
 
 
 def matrices(results: list[dict], profiles: list[str], inventories: Mapping[str, dict]) -> tuple[dict, dict]:

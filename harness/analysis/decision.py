@@ -18,6 +18,11 @@ first rule that fires, in this order of precedence:
                        → quantisation per platform, validation pending
 6. ``single-platform`` one target                             → quantisation
 
+A decision is ``provisional`` while the evidence it rests on is missing — a
+target the cohort declares has no result, or the winning rule's validation is
+pending — and says what is missing and the command that measures it;
+``final`` otherwise (``harness decide`` exits 3 and 0 for the two).
+
 Requirements come first (a consistency requirement and the platform count
 are properties of the product, not of a model); then the measured memory and
 quality evidence, which can overrule the platform default (an INT8 model that
@@ -187,14 +192,33 @@ RULES: tuple[Callable[[Facts], dict], ...] = (consistency, platforms3, memory_ti
                                               single_platform)
 
 
+def missing_evidence(f: Facts, winner: Optional[dict]) -> list[dict]:
+    """What the recommendation still waits for, each with the command that
+    measures it: a declared target without a result, a pending validation."""
+    out = []
+    for target, u in f.unmeasured.items():
+        out.append({"what": f"{target} not measured", "cause": u["cause"], "why": u["why"], "command": f.command})
+    if winner is not None and winner.get("validation") == "pending":
+        ran = {c: ", ".join(d.get("targets") or []) or "no target" for c, d in f.divergence.items()}
+        why = "; ".join(f"{c} ran on {t}" for c, t in ran.items()) or "no quantised candidate in the run"
+        out.append({"what": "cross-platform validation pending", "cause": "the quantised candidate ran on fewer "
+                    "than both targets", "why": why, "command": f.command})
+    return out
+
+
 def decide(f: Facts) -> dict:
-    """Evaluate every rule; the first that fires decides."""
+    """Evaluate every rule; the first that fires decides. The decision is
+    `provisional` while evidence it rests on is missing (see
+    missing_evidence), `final` otherwise."""
     rules = [r(f) for r in RULES]
     winner = next((r for r in rules if r["fired"]), None)
+    missing = missing_evidence(f, winner)
     out = {"recommendation": winner["recommendation"] if winner else None,
            "label": LABELS.get(winner["recommendation"]) if winner else None,
            "rule": winner["id"] if winner else None, "rules": rules,
+           "status": ("provisional" if missing else "final") if winner else None, "missing": missing,
            "targets": list(f.targets), "target_count_rule": "distinct (platform, runtime) pairs the cohort declares",
+           "measured_targets": [t for t in f.targets if t not in f.unmeasured],
            "memory": dict(f.memory), "tolerance": dict(f.tolerance), "caveats": [], "would_change": []}
     if winner is None:
         out["caveats"].append("no rule fired: the cohort declares no target")

@@ -21,7 +21,7 @@ from harness.analysis import metrics
 def entry_label(r: dict) -> str:
     rt = r.get("runtime") or {}
     ver = f" {rt.get('version')}" if rt.get("version") else ""
-    return f"{r['device'].get('profile')} · {rt.get('name')}{ver} {rt.get('ep')}"
+    return f"{r['device'].get('profile')} · {rt.get('build') or rt.get('name')}{ver} {rt.get('ep')}"
 
 
 def target_of(r: dict) -> tuple[str, str]:

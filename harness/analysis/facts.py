@@ -25,6 +25,7 @@ Definitions the rules depend on:
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
@@ -43,6 +44,10 @@ class Facts:
     quantised: tuple[str, ...] = ()
     distilled: tuple[str, ...] = ()
     full_precision: tuple[str, ...] = ()
+    # Declared targets with no successful result -> why (the gaps' reasons).
+    unmeasured: Mapping = field(default_factory=dict)
+    # The command that measures what is missing (the run's own, again).
+    command: str = ""
 
 
 def cohort_targets(config: Mapping, results: list[dict]) -> tuple[str, ...]:
@@ -53,6 +58,50 @@ def cohort_targets(config: Mapping, results: list[dict]) -> tuple[str, ...]:
     if not pairs:  # an old run without profiles in its config: what ran
         pairs = {f"{r['device'].get('platform')}/{(r.get('runtime') or {}).get('name')}" for r in results}
     return tuple(sorted(pairs))
+
+
+def _target_of(r: Mapping) -> str:
+    return f"{r['device'].get('platform')}/{(r.get('runtime') or {}).get('name')}"
+
+
+def unmeasured_targets(targets: tuple[str, ...], results: list[dict]) -> dict[str, dict]:
+    """Declared targets without one successful result, each with why: the
+    reasons its rows give (a gap names the driver status and its fix) in
+    full and in a few words."""
+    ok = {_target_of(r) for r in results if not r.get("error") and (r.get("timing") or {}).get("n")}
+    out = {}
+    for t in targets:
+        if t in ok:
+            continue
+        why: dict[str, list[str]] = {}
+        causes: list[str] = []
+        for r in results:
+            if _target_of(r) == t and r.get("error"):
+                e = r["error"]
+                why.setdefault(str(e.get("message") or e.get("kind")), []).append(str(r["device"].get("profile")))
+                causes.append(str(e.get("cause") or str(e.get("kind") or "failed").replace("_", " ")))
+        out[t] = {"why": "; ".join(f"{', '.join(dict.fromkeys(p))}: {msg}" for msg, p in why.items())
+                  or "no result for it in this run",
+                  "cause": ", ".join(dict.fromkeys(causes)) or "no result"}
+    return out
+
+
+def measure_command(config: Mapping) -> str:
+    """The run's own command line: what measures its missing targets once
+    their causes are fixed."""
+    parts = ["harness", "run", "--cohort", str(config.get("cohort_path") or (config.get("cohort") or {}).get("name"))]
+    if config.get("candidates_file"):
+        parts += ["--candidates", str(config["candidates_file"])]
+    for m in config.get("models") or []:
+        parts += ["--model", str(m)]
+    for flag, key in (("--shape", "shapes"), ("--dim", "dims")):
+        for v in config.get(key) or []:
+            parts += [flag, str(v)]
+    if config.get("eval_flag"):
+        parts += ["--eval", str(config["eval_flag"])]
+    if config.get("lab"):
+        parts += ["--lab", str(config["lab"])]
+    return shlex.join(parts)
 
 
 def _classes(config: Mapping, results: list[dict], inventories: Mapping) -> dict[str, tuple[str, str]]:
@@ -128,8 +177,9 @@ def gather(config: Mapping, results: list[dict], baseline: Mapping, divergence: 
     distilled = tuple(c for c, (tech, _) in classes.items() if tech == "distillation")
     cohort = config.get("cohort") or {}
     fraction = float((cohort.get("budgets") or {}).get("memory_fraction") or 0.65)
+    targets = cohort_targets(config, results)
     return Facts(
-        targets=cohort_targets(config, results),
+        targets=targets, unmeasured=unmeasured_targets(targets, results), command=measure_command(config),
         consistency_required=bool((cohort.get("quality") or {}).get("consistency_required")),
         memory=memory_fact(baseline, full, fraction),
         tolerance=tolerance_fact(results, quantised),

@@ -63,6 +63,7 @@ def _point(run: Mapping[str, Any], rows: list[Mapping[str, Any]]) -> dict:
         return point
     samples = np.sort(np.concatenate([np.asarray(r["timing"]["samples_ms"], dtype=np.float64) for r in ok]))
     point["n"] = int(samples.size)
+    point["sessions"] = sum(max(1, len(r["timing"].get("sessions") or ())) for r in ok)
     for name, q in METRICS.items():
         point[f"{name}_ms"] = _quantile_sorted(samples, q)
         ci = percentile_interval(samples, q)
@@ -123,6 +124,20 @@ def _epochs(points: list[dict]) -> list[list[int]]:
     return epochs
 
 
+def _floor(noise, profile: str, target: str, points: list[dict], metric: str) -> Optional[dict]:
+    """The noise floor between the newest measured run and the one before
+    it (harness.analysis.noise), or None."""
+    measured = [p for p in points if p["status"] == "ok"]
+    if noise is None or not measured:
+        return None
+    book = noise.get(profile, target, measured[-1].get("p50_ms"))
+    if book is None:
+        return None
+    before = measured[-2]["sessions"] if len(measured) > 1 else measured[-1]["sessions"]
+    return book.floor(metric, before, measured[-1]["sessions"],
+                      exclude=[p["run_id"] for p in measured[-2:]])
+
+
 def _verdict(points: list[dict], epochs: list[list[int]], changes: list[dict]) -> dict:
     latest = points[-1]
     measured_before = [p for p in points[:-1] if p["status"] == "ok"]
@@ -160,7 +175,7 @@ def _verdict(points: list[dict], epochs: list[list[int]], changes: list[dict]) -
 
 
 def one_series(profile: str, target: str, rows: list[Mapping[str, Any]], metric: str, alpha: float,
-               min_effect: float) -> dict:
+               min_effect: float, noise=None) -> dict:
     by_run: dict[str, list] = {}
     runs: dict[str, Mapping] = {}
     for r in rows:
@@ -176,21 +191,33 @@ def one_series(profile: str, target: str, rows: list[Mapping[str, Any]], metric:
                 changes.append(_change_doc(kind, c, points, idx, unit))
         changes += _fallback_changes(points, epoch)
     changes.sort(key=lambda c: (c["position"], c["kind"]))
+    floor = _floor(noise, profile, target, points, metric)
+    for c in changes:
+        # A latency change inside the device target's noise floor is noise.
+        if c["kind"] == "latency" and floor and floor.get("fraction") is not None \
+                and abs(np.log(c["ratio"])) <= np.log1p(floor["fraction"]):
+            c.update(regression=False, below_floor=True)
+    latest = _verdict(points, epochs, changes)
+    measured = [p for p in points if p["status"] == "ok"]
+    latest["noise_floor"] = floor
+    latest["sessions"] = [p["sessions"] for p in measured[-2:]]
     return {"profile": profile, "target": target, "points": points,
             "epochs": [{"from_run": points[e[0]]["run_id"], "to_run": points[e[-1]]["run_id"], "runs": len(e)}
                        for e in epochs],
-            "changes": changes, "latest": _verdict(points, epochs, changes)}
+            "changes": changes, "latest": latest}
 
 
 def history(rows: Iterable[Mapping[str, Any]], candidate: str, metric: str = "p90",
-            alpha: float = changepoint.ALPHA, min_effect: float = changepoint.MIN_EFFECT) -> dict:
-    """The history document of `Store.series(...)` rows (oldest run first)."""
+            alpha: float = changepoint.ALPHA, min_effect: float = changepoint.MIN_EFFECT, noise=None) -> dict:
+    """The history document of `Store.series(...)` rows (oldest run first);
+    `noise` (a harness.analysis.noise.NoiseBook) puts each series' noise
+    floor beside its verdict, and no latency change inside it is a regression."""
     if metric not in METRICS:
         raise ValueError(f"metric {metric!r}: expected one of {', '.join(METRICS)}")
     groups: dict[tuple[str, str], list] = {}
     for r in rows:
         groups.setdefault((r["profile"], r["target"]), []).append(r)
-    series = [one_series(p, t, rs, metric, alpha, min_effect) for (p, t), rs in sorted(groups.items())]
+    series = [one_series(p, t, rs, metric, alpha, min_effect, noise) for (p, t), rs in sorted(groups.items())]
     regressions = [f"{s['profile']} · {s['target']}: {s['latest']['verdict']} at run {s['latest']['run_id']}: "
                    + "; ".join(s["latest"]["reasons"]) for s in series if s["latest"]["verdict"] in
                    ("regressed", "broken")]
@@ -201,7 +228,10 @@ def history(rows: Iterable[Mapping[str, Any]], candidate: str, metric: str = "p9
 def from_store(store, candidate: str, profile: Optional[str] = None, target: Optional[str] = None,
                last: Optional[int] = None, metric: str = "p90", alpha: float = changepoint.ALPHA,
                min_effect: float = changepoint.MIN_EFFECT) -> dict:
-    doc = history(store.series(candidate, profile=profile, target=target, last=last), candidate, metric, alpha,
-                  min_effect)
+    from harness.analysis import noise
+
+    rows = store.series(candidate, profile=profile, target=target, last=last)
+    book = noise.from_store(store, [(r["profile"], r["target"]) for r in rows])
+    doc = history(rows, candidate, metric, alpha, min_effect, noise=book)
     doc.update(profile=profile, target=target, last=last)
     return doc

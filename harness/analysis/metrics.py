@@ -18,10 +18,12 @@ of shape ``(N, C)`` with ``C >= 2`` (N samples, C classes; one-dimensional
 order, is the one top-1 and accuracy are read from. Anything else (a
 sequence, an image, audio, a single score) is compared numerically only.
 
-Outputs are matched by name when every name of one side exists on the other
-(the same model on two runtimes); otherwise by position when both sides have
-as many outputs (a student whose output is named differently from its
-teacher's). Pairs whose shapes differ are skipped and named in ``skipped``.
+Outputs are matched by the names both sides have (the same model on two
+runtimes; a sibling that lacks or adds an output); with no name in common, by
+position when both sides have as many outputs (a student whose output is
+named differently from its teacher's). ``outputs`` lists the pairs compared,
+``unmatched`` the outputs only one side has; pairs whose shapes differ are
+skipped and named in ``skipped``.
 """
 
 from __future__ import annotations
@@ -49,11 +51,13 @@ def _rows(arr: np.ndarray) -> np.ndarray:
 
 
 def match_outputs(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> list[tuple[str, str]]:
-    """Pairs (name in a, name in b), by name or else by position."""
-    if a and all(k in b for k in a):
-        return [(k, k) for k in a]
-    if b and all(k in a for k in b):
-        return [(k, k) for k in b]
+    """Pairs (name in a, name in b): the names both sides have (an fp16
+    build or a sibling with one extra output still shares the rest), or else
+    by position when both have as many outputs (a student whose output is
+    named differently from its teacher's)."""
+    common = [k for k in a if k in b]
+    if common:
+        return [(k, k) for k in common]
     if len(a) == len(b):
         return list(zip(a.keys(), b.keys()))
     return []
@@ -69,8 +73,9 @@ def _finite(x: Optional[float]) -> Optional[float]:
 def compare(cand: Outputs, ref: Outputs) -> dict:
     """Agreement of ``cand`` with ``ref``, probe by probe (see module doc)."""
     n = min(len(cand), len(ref))
-    out: dict = {"probes": n, "outputs": [], "skipped": [], "max_abs": None, "rel_l2": None, "cosine": None,
-                 "snr_db": None, "identical": False, "top1_agreement": None, "samples": None, "non_finite": 0}
+    out: dict = {"probes": n, "outputs": [], "skipped": [], "unmatched": [], "max_abs": None, "rel_l2": None,
+                 "cosine": None, "snr_db": None, "identical": False, "top1_agreement": None, "samples": None,
+                 "non_finite": 0}
     if n == 0:
         out["note"] = "no probe outputs on one side"
         return out
@@ -79,6 +84,9 @@ def compare(cand: Outputs, ref: Outputs) -> dict:
         out["note"] = (f"outputs cannot be matched: {sorted(cand[0])} vs {sorted(ref[0])} "
                        "(different names and counts)")
         return out
+    paired_a, paired_b = {p[0] for p in pairs}, {p[1] for p in pairs}
+    out["unmatched"] = [f"{k} (only this side)" for k in cand[0] if k not in paired_a] + \
+        [f"{k} (only the other side)" for k in ref[0] if k not in paired_b]
     diffs, refs, cands = [], [], []
     cls_pair = None
     for ka, kb in pairs:

@@ -12,6 +12,11 @@ candidate's own ONNX file, and against the eval set's labels.
   tolerance       {ok, checks} against the cohort's quality policy
   fidelity        the same metrics against this candidate's own outputs on the
                   controller: is the deployed model numerically the model?
+  compared        {inputs, outputs, outputs_not_compared}: what the reference
+                  comparison rests on. Candidates share probes by input name
+                  (each fed the arrays it declares), so a sibling that lacks
+                  an input of the reference is compared on the inputs both
+                  take, and on the outputs both have by name.
 """
 
 from __future__ import annotations
@@ -35,14 +40,30 @@ class ParityContext:
     probes: dict = field(default_factory=dict)  # candidate -> probe inputs
     labels: dict = field(default_factory=dict)  # candidate -> list of label arrays
 
-    def same_probes(self, a: str, b: str) -> bool:
+    def shared_inputs(self, a: str, b: str) -> dict:
+        """How a's probes relate to b's, input by input name: the inputs
+        both take (`shared`), those only one takes, and shared ones that were
+        not fed the same values (`differ`; the same values at each model's
+        precision count as the same: an fp16 build gets the fp32 one's
+        values rounded). Comparable when something is shared and nothing
+        differs."""
         pa, pb = self.probes.get(a) or [], self.probes.get(b) or []
-        if len(pa) != len(pb) or not pa:
-            return False
-        for x, y in zip(pa, pb):
-            if set(x) != set(y) or any(not np.array_equal(x[k], y[k]) for k in x):
-                return False
-        return True
+        n = min(len(pa), len(pb))
+        first_a, first_b = (pa[0] if pa else {}), (pb[0] if pb else {})
+        shared = [k for k in first_a if k in first_b]
+        differ = []
+        for k in shared:
+            for i in range(n):
+                x, y = np.asarray(pa[i].get(k)), np.asarray(pb[i].get(k))
+                if x.shape != y.shape:
+                    differ.append(f"{k}: shape {list(x.shape)} vs {list(y.shape)}")
+                    break
+                if not (np.array_equal(x, y.astype(x.dtype)) or np.array_equal(y, x.astype(y.dtype))):
+                    differ.append(f"{k}: other values (probe {i})")
+                    break
+        return {"shared": shared, "only_a": [k for k in first_a if k not in first_b],
+                "only_b": [k for k in first_b if k not in first_a], "differ": differ, "probes": n,
+                "comparable": bool(shared) and n > 0 and not differ}
 
 
 def _pick(m: dict) -> dict:
@@ -58,7 +79,7 @@ def result_parity(candidate: str, outputs: list, ctx: ParityContext) -> dict:
     """The parity block of one successful result (see module doc)."""
     ref = ctx.reference
     p: dict = {"reference": ref, "reference_on": None, **{k: None for k in KEYS},
-               "accuracy": None, "tolerance": None, "fidelity": None, "notes": []}
+               "accuracy": None, "tolerance": None, "fidelity": None, "compared": None, "notes": []}
     if not outputs:
         p["notes"].append("the driver returned no outputs, so nothing could be compared")
         return p
@@ -73,14 +94,29 @@ def result_parity(candidate: str, outputs: list, ctx: ParityContext) -> dict:
         p["reference_on"] = _where(meta)
         if not ref_out:
             p["notes"].append(f"reference {ref}: {meta.get('reason') or meta.get('status') or 'no outputs'}")
-        elif ref != candidate and not ctx.same_probes(candidate, ref):
-            p["notes"].append(f"{candidate} and {ref} were given different probe inputs (their inputs differ), "
-                              "so their outputs are not comparable")
         else:
-            m = metrics.compare(outputs, ref_out)
-            p.update(_pick(m))
-            p["tolerance"] = metrics.within_tolerance(m, ctx.quality)
-            p["notes"].extend(s for s in [m.get("note")] + m.get("skipped", []) if s)
+            sh = ctx.shared_inputs(candidate, ref) if ref != candidate else None
+            if sh is not None and not sh["comparable"]:
+                why = "; ".join(sh["differ"]) or (f"no input in common ({candidate}: {', '.join(sh['only_a'])}; "
+                                                  f"{ref}: {', '.join(sh['only_b'])})")
+                p["notes"].append(f"{candidate} and {ref} were not fed the same inputs ({why}), so their outputs "
+                                  "are not comparable")
+            else:
+                m = metrics.compare(outputs, ref_out)
+                p.update(_pick(m))
+                p["tolerance"] = metrics.within_tolerance(m, ctx.quality)
+                p["compared"] = {"inputs": sh["shared"] if sh else sorted(ctx.probes.get(candidate, [{}])[0]),
+                                 "outputs": m.get("outputs") or [], "outputs_not_compared": m.get("unmatched") or []}
+                p["notes"].extend(s for s in [m.get("note")] + m.get("skipped", []) if s)
+                if sh and (sh["only_a"] or sh["only_b"]):
+                    p["notes"].append(
+                        f"compared on the inputs both take ({', '.join(sh['shared'])})"
+                        + (f"; only {ref} takes {', '.join(sh['only_b'])} ({candidate} runs without)"
+                           if sh["only_b"] else "")
+                        + (f"; only {candidate} takes {', '.join(sh['only_a'])}" if sh["only_a"] else ""))
+                if m.get("unmatched"):
+                    p["notes"].append(f"outputs compared by name: {', '.join(m['outputs'])}; not compared: "
+                                      f"{', '.join(m['unmatched'])}")
     own = ctx.refs.get(candidate) or []
     if own:
         f = metrics.compare(outputs, own)

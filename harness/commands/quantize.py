@@ -19,8 +19,9 @@ def quantize(
     eval_set: Optional[Path] = typer.Option(
         None, "--eval", help="Eval set (.npz, one array per model input, optional labels): calibrates the "
                              "static variant and checks every variant. Default: the candidates file's eval."),
-    out_dir: Optional[Path] = typer.Option(None, "--out-dir", "-o", help="Folder for the variants (default: the model's)."),
-    variants: Optional[str] = typer.Option(None, "--variants", help="Comma-separated: dynamic,static,fp16 (default all)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for the variants (default: the model's)."),
+    variants: Optional[str] = typer.Option(None, "--variants", help="Comma-separated: dynamic,static,fp16 (default: "
+                                                                    "all three with an eval set, else dynamic,fp16)."),
     candidates: Optional[Path] = typer.Option(
         None, "--candidates", help="Candidates file to add the variants to (created if missing)."),
     name: Optional[str] = typer.Option(None, "--name", help="The model's candidate name, BASE; variants become "
@@ -38,7 +39,8 @@ def quantize(
 
     settings = Settings(per_channel=per_channel, activation_type=activation_type.lower(),
                         reduce_range=reduce_range, calibrate=calibrate.lower(), preprocess=preprocess)
-    outcome = guarded(lambda: api.quantize(model, variants=parse_variants(variants), eval_path=eval_set,
+    outcome = guarded(lambda: api.quantize(model, variants=parse_variants(variants) if variants else None,
+                                           eval_path=eval_set,
                                            out_dir=out_dir, settings=settings, candidates=candidates, name=name))
     _print(outcome)
 

@@ -8,6 +8,7 @@ from typing import Literal, Optional, Union
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from harness.kernel import limits
 from harness.kernel.configfile import Strict
 from harness.kernel.measure.policy import MeasurePolicy
 
@@ -20,6 +21,9 @@ class MeasureConfig(Strict):
     max_s: float = Field(120.0, gt=0)
     target_ci: float = Field(0.02, ge=0, lt=1)
     max_runs: int = Field(0, ge=0)
+    # Independent sessions per job (docs/running.md, "Sessions"): the
+    # minimums and max_s are split between them, each warms up on its own.
+    sessions: int = Field(5, ge=1, le=limits.MAX_SESSIONS)
 
     @model_validator(mode="after")
     def _order(self):

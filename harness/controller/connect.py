@@ -45,7 +45,7 @@ def devices_from_describe(agent: str, resp: pb.DescribeResponse) -> list[AgentDe
     for d in resp.devices:
         out.append(AgentDevice(
             agent=agent, id=d.id, driver=d.driver, platform=d.platform, facts=dict(d.facts),
-            runtimes=tuple(AgentRuntime(r.name, r.version, tuple(r.eps), tuple(r.formats)) for r in d.runtimes),
+            runtimes=tuple(AgentRuntime(r.name, r.version, tuple(r.eps), tuple(r.formats), r.build) for r in d.runtimes),
             state=DEVICE_STATE_FROM_PB.get(d.state, "unknown"), state_reason=d.state_reason,
         ))
     return out

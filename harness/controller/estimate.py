@@ -16,6 +16,7 @@ from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from harness.kernel import limits
 from harness.kernel.latency import LatencyModel, simulate_job
 from harness.kernel.measure.policy import MeasurePolicy
 
@@ -32,17 +33,25 @@ class Estimate:
 
 
 def policy_bounds(policy: MeasurePolicy) -> Estimate:
-    """What the policy alone says: at least warm-up time plus min_s, at most
-    warm-up plus max_s (load and a slow warm-up can add to either)."""
-    return Estimate(policy.warmup_s + policy.min_s, policy.bound_s(), "policy bounds")
+    """What the policy alone says: at least every session's warm-up plus
+    min_s, at most the most sessions' warm-ups plus max_s and one session
+    more (load and a slow warm-up can add to either)."""
+    k = max(1, policy.sessions)
+    if k == 1:
+        return Estimate(policy.warmup_s + policy.min_s, policy.bound_s(), "policy bounds")
+    most = k if policy.target_ci <= 0 else limits.MAX_SESSIONS
+    return Estimate(k * policy.warmup_s + policy.min_s,
+                    most * policy.warmup_s + policy.max_s + policy.for_session().max_s, "policy bounds")
 
 
 def simulated_estimate(model: LatencyModel, policy: MeasurePolicy, seed: int = 0, trials: int = 5) -> Estimate:
     """The median over a few seeded simulations of the job (when the stop
     rule waits for a confidence interval, each run stops at a different
-    count; the median is the typical job)."""
-    totals = sorted(simulate_job(model, policy, np.random.default_rng([seed, k])).total_s for k in range(trials))
-    mid = totals[len(totals) // 2]
+    count; the median is the typical job): one session simulated, times the
+    planned sessions."""
+    one = policy.for_session()
+    totals = sorted(simulate_job(model, one, np.random.default_rng([seed, k])).total_s for k in range(trials))
+    mid = totals[len(totals) // 2] * max(1, policy.sessions)
     return Estimate(mid, mid, "simulated")
 
 
@@ -64,7 +73,13 @@ def measured_estimate(record: Mapping, policy: MeasurePolicy, old_policy: Option
     parts_s = ((timing.get("load_ms") or 0.0) + (timing.get("first_run_ms") or 0.0) + sum(samples)) / 1e3
     ran = record.get("ran") or {}
     wall = None
-    if isinstance(ran.get("started_unix"), (int, float)) and isinstance(ran.get("finished_unix"), (int, float)):
+    spans = [s.get("finished_unix") - s.get("started_unix") for s in (timing.get("sessions") or ())
+             if isinstance(s.get("started_unix"), (int, float)) and isinstance(s.get("finished_unix"), (int, float))]
+    if len(spans) > 1:
+        # Sessions interleave with other jobs': the device was busy with this
+        # job for the sum of its sessions, not from the first to the last.
+        wall = sum(spans)
+    elif isinstance(ran.get("started_unix"), (int, float)) and isinstance(ran.get("finished_unix"), (int, float)):
         wall = ran["finished_unix"] - ran["started_unix"]
     if not (isinstance(wall, (int, float)) and wall > 0):
         wall = details.get("runner_wall_s")
@@ -74,9 +89,14 @@ def measured_estimate(record: Mapping, policy: MeasurePolicy, old_policy: Option
     model = LatencyModel("empirical", float(np.median(samples)), samples=tuple(samples),
                          first_run_ms=timing.get("first_run_ms"))
     rng_old, rng_new = np.random.default_rng([seed, 1]), np.random.default_rng([seed, 2])
-    old = simulate_job(model, old_policy, rng_old)
-    new = simulate_job(model, policy, rng_new)
-    est = max(0.0, total - (old.warmup_total_ms + old.measure_ms) / 1e3) + (new.warmup_total_ms + new.measure_ms) / 1e3
+    # Per session: what is not warm-up or measurement (start, load, probes,
+    # placement) carries over; the sessions' count is the new policy's.
+    k_old, k_new = max(1, len(spans)), max(1, policy.sessions)
+    old = simulate_job(model, old_policy.for_session(), rng_old)
+    new = simulate_job(model, policy.for_session(), rng_new)
+    per = max(0.0, total / k_old - (old.warmup_total_ms + old.measure_ms) / 1e3) \
+        + (new.warmup_total_ms + new.measure_ms) / 1e3
+    est = per * k_new
     return Estimate(est, est, "resampled")
 
 
@@ -113,9 +133,10 @@ def pack(jobs: Sequence, duration: Callable[[object, str], float]) -> Packing:
     events: list[tuple[float, str]] = []
 
     def start(dev: str, now: float) -> None:
-        job = sched.take(dev)
-        if job is None:
+        ticket = sched.take(dev)  # the whole job: `duration` covers all its sessions
+        if ticket is None:
             return
+        job = ticket.job
         d = max(0.0, float(duration(job, dev)))
         load = out.devices[dev]
         load.jobs += 1
@@ -226,3 +247,15 @@ def plan_capacity(jobs: Sequence, devices: Mapping[str, object], estimator: Esti
         "estimates": [{"job": jk, "device": dk, "low_s": e.low_s, "high_s": e.high_s, "source": e.source}
                       for (jk, dk), e in sorted(table.items())],
     }
+
+
+def job_estimates(jobs: Sequence, devices: Mapping[str, object], estimator: Optional[Estimator] = None) -> dict:
+    """Per job: its shortest estimate on the first device that may run it,
+    and the devices that may: what a progress display needs for an ETA."""
+    estimator = estimator or Estimator()
+    out = {}
+    for job in jobs:
+        dev = devices.get(job.eligible[0]) if job.eligible else None
+        est = estimator(job, dev) if dev is not None else policy_bounds(job.measure)
+        out[job.key] = {"s": est.low_s, "devices": list(job.eligible)}
+    return out

@@ -1,9 +1,17 @@
 """Running a plan: one worker per device, each result stored as it arrives.
 
-The scheduler decides; this module moves jobs over gRPC and reports. When an
-agent stops answering mid-job, its device is suspended and the job requeued;
-the device's worker keeps probing the agent for a bounded time and, when it
-answers again, re-uploads what the agent lacks and takes work again.
+The scheduler decides; this module moves sessions over gRPC and reports. Each
+session of a job is its own agent job; the session book joins a job's
+sessions into its one result once the stop rule between sessions says it is
+done. When an agent stops answering mid-session, its device is suspended and
+the session requeued; the device's worker keeps probing the agent for a
+bounded time and, when it answers again, re-uploads what the agent lacks and
+takes work again.
+
+How an agent can tell a job's later sessions apart (so that it may reuse what
+the first one learnt, e.g. placement per model digest): the label `session`
+carries the session's number ("1", "2", ...), and a later session's probes
+are the timing input alone.
 """
 
 from __future__ import annotations
@@ -19,7 +27,8 @@ import grpc
 from harness._proto.v1 import agent_pb2 as pb
 from harness.controller.client import AgentClient, AgentError, backoff_delays
 from harness.controller.planner import AgentDevice, PlannedJob
-from harness.controller.scheduler import Scheduler
+from harness.controller.scheduler import Scheduler, Ticket
+from harness.controller.sessions import SessionBook
 from harness.kernel import limits, wire
 
 log = logging.getLogger("harness.controller")
@@ -34,25 +43,30 @@ class Outcome:
     attempts: int
 
 
-def agent_job_id(run_id: str, job: PlannedJob, attempt: int) -> str:
+def agent_job_id(run_id: str, job: PlannedJob, attempt: int, session: int = 1) -> str:
     # Stable across controller restarts: a resumed run re-sends the id of an
     # attempt that was in flight, and the agent answers with that attempt's
     # result instead of running it twice.
-    return f"{run_id}.{job.index:04d}.a{attempt}"
+    s = "" if session == 1 else f".s{session}"
+    return f"{run_id}.{job.index:04d}{s}.a{attempt}"
 
 
-def job_message(run_id: str, job: PlannedJob, device: AgentDevice, attempt: int,
+def job_message(run_id: str, ticket: Ticket, device: AgentDevice, attempt: int,
                 probes: Sequence[pb.TensorSet]) -> pb.Job:
+    job = ticket.job
+    policy = job.measure.for_session()
     return pb.Job(
-        job_id=agent_job_id(run_id, job, attempt),
+        job_id=agent_job_id(run_id, job, attempt, ticket.session),
         device_id=device.id,
         models=[pb.ModelRef(digest=job.artefact.digest, format=job.artefact.format)],
         target=pb.RuntimeTarget(runtime=job.target.runtime, version=job.target.version, ep=job.target.ep,
                                 options=job.target.str_options()),
-        measure=wire.policy_to_pb(job.measure),
-        probes=list(probes),
-        timeout_s=job.measure.bound_s() + limits.JOB_OVERHEAD_S,
-        labels={"run": run_id, "candidate": job.candidate, "profile": job.profile.id, "job": job.key},
+        measure=wire.policy_to_pb(policy),
+        # Parity needs every probe once; later sessions time the first only.
+        probes=list(probes) if ticket.session == 1 else list(probes)[:1],
+        timeout_s=policy.bound_s() + limits.JOB_OVERHEAD_S,
+        labels={"run": run_id, "candidate": job.candidate, "profile": job.profile.id, "job": job.key,
+                "session": str(ticket.session)},
     )
 
 
@@ -60,11 +74,13 @@ def job_message(run_id: str, job: PlannedJob, device: AgentDevice, attempt: int,
 class Hooks:
     on_outcome: Callable[[Outcome], None]
     on_event: Callable[[PlannedJob, AgentDevice, pb.RunEvent], None] = lambda j, d, e: None
-    # (job, device, attempt, agent job id, outcome, message)
+    # (ticket, device, attempt, agent job id, outcome, message)
     on_attempt: Callable[..., None] = lambda *a: None
     # Re-upload whatever the agent lacks (after a restart it may hold nothing).
     ensure_models: Callable[[str], None] = lambda agent: None
     on_device: Callable[[AgentDevice, str], None] = lambda d, state: None
+    # A session finished and its job measures another: (job, device, sessions done).
+    on_session: Callable[[PlannedJob, AgentDevice, int], None] = lambda j, d, n: None
 
 
 def execute(
@@ -81,6 +97,7 @@ def execute(
     cooldown_s: float = 0.0,
 ) -> None:
     sched = Scheduler(jobs, max_attempts=max_attempts, prior_attempts=prior_attempts or {})
+    book = SessionBook()
     cond = threading.Condition()
     stop = stop or threading.Event()
     errors: list[BaseException] = []
@@ -121,17 +138,17 @@ def execute(
         while not stop.is_set():
             with cond:
                 if dev_key in sched.suspended:
-                    job = None
+                    ticket = None
                 else:
-                    job = sched.take(dev_key)
-                    if job is None:
+                    ticket = sched.take(dev_key)
+                    if ticket is None:
                         if sched.done() or not sched.may_get_work(dev_key):
                             cond.notify_all()
                             return
                         cond.wait(limits.EVENT_POLL_S)
                         continue
-                    attempt = sched.attempts[job.key]
-            if job is None:  # suspended: wait for the agent to come back
+                    attempt = sched.attempts[ticket.key]
+            if ticket is None:  # suspended: wait for the agent to come back
                 hooks.on_device(dev, "lost")
                 back = wait_for_return(dev, client)
                 with cond:
@@ -142,21 +159,25 @@ def execute(
                     report_stuck()
                     return
                 continue
-            if job.repeat > 1 and cooldown_s > 0:
+            job = ticket.job
+            if ticket.session == 1:
+                book.reset(job.key)  # a first session (or a restart): nothing from before counts
+            elif cooldown_s > 0:
                 # Independent sessions: let the device settle between them.
                 stop.wait(cooldown_s)
-            msg = job_message(run_id, job, dev, attempt, probes[job.candidate])
+            msg = job_message(run_id, ticket, dev, attempt, probes[job.candidate])
             inflight[dev_key] = (client, msg.job_id)
             try:
                 res = client.run(msg, lambda ev: hooks.on_event(job, dev, ev), msg.timeout_s + limits.QUEUE_WAIT_S)
             except AgentError as err:
                 inflight.pop(dev_key, None)
                 lost = err.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-                hooks.on_attempt(job, dev, attempt, msg.job_id, "transport_error", str(err))
+                hooks.on_attempt(ticket, dev, attempt, msg.job_id, "transport_error", str(err))
                 with cond:
                     requeued = sched.transport_failed(dev_key) if lost else (sched.finish(dev_key) or False)
                     cond.notify_all()
                 if not requeued:
+                    book.reset(job.key)
                     hooks.on_outcome(Outcome(job, dev, None, {"stage": "transport", "kind": _kind(err),
                                                               "message": str(err)}, attempt))
                 report_stuck()
@@ -170,7 +191,7 @@ def execute(
                 return
             inflight.pop(dev_key, None)
             kind = res.error.kind if res.HasField("error") else ""
-            hooks.on_attempt(job, dev, attempt, msg.job_id, "result" if not kind else "error_result",
+            hooks.on_attempt(ticket, dev, attempt, msg.job_id, "result" if not kind else "error_result",
                              res.error.message[:500] if kind else "")
             if kind == "model_missing":
                 # The agent restarted without its cache: upload again and retry.
@@ -183,12 +204,18 @@ def execute(
                     cond.notify_all()
                 if retried:
                     continue
+                result, attempts = wire.result_from_pb(res), attempt
             else:
+                done = book.add(job, wire.result_from_pb(res), attempt)
                 with cond:
-                    sched.finish(dev_key)
+                    sched.finish(dev_key, more=done is None)
                     cond.notify_all()
+                if done is None:
+                    hooks.on_session(job, dev, book.count(job.key))
+                    continue
+                result, attempts = book.result(job.key, done)
             try:
-                hooks.on_outcome(Outcome(job, dev, wire.result_from_pb(res), None, attempt))
+                hooks.on_outcome(Outcome(job, dev, result, None, attempts))
             except BaseException as exc:
                 errors.append(exc)
                 stop.set()

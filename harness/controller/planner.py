@@ -24,6 +24,11 @@ class AgentRuntime:
     version: str
     eps: tuple[str, ...]
     formats: tuple[str, ...]
+    build: str = ""  # a host runtime's distribution: onnxruntime, onnxruntime-openvino ...
+
+    @property
+    def label(self) -> str:
+        return f"{self.build or self.name} {self.version} [{' '.join(self.eps)}]"
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,9 @@ class PlannedJob:
     artefact: Artefact
     measure: MeasurePolicy
     eligible: tuple[str, ...]  # AgentDevice.key values
-    repeat: int = 0  # 1..N for `--repeat N` sessions of one job; 0 when not repeated
+    # Exactly measure.sessions sessions (`--repeat N`, `compare --ab`): no
+    # more while the interval is wide, so interleaved candidates stay paired.
+    fixed_sessions: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,7 +113,8 @@ def device_matches(profile: DeviceProfile, dev: AgentDevice) -> bool:
 def runtime_for(target: Target, dev: AgentDevice) -> Optional[AgentRuntime]:
     best = None
     for rt in dev.runtimes:
-        if rt.name != target.runtime or target.ep not in rt.eps:
+        # A target names the runtime (onnxruntime) or one build of it (onnxruntime-openvino).
+        if target.runtime not in (rt.name, rt.build) or target.ep not in rt.eps:
             continue
         if target.version and not _version_matches(rt.version, target.version):
             continue
@@ -192,7 +200,7 @@ def make_plan(
                                          "device " + " or ".join(sorted({d.state for d in matching}))))
                     continue
                 if not runners:
-                    have = sorted({f"{r.name} {r.version} [{' '.join(r.eps)}]" for d in usable for r in d.runtimes})
+                    have = sorted({r.label for d in usable for r in d.runtimes})
                     plan.gaps.append(Gap(key, prof, cand, target, "unsupported_target",
                                          f"no device matching {prof.id} offers {target.key()} (they offer: {'; '.join(have) or 'nothing'})",
                                          f"no {target.runtime} {target.ep} on its devices"))
@@ -221,18 +229,3 @@ def with_policy(plan: Plan, policy_for) -> Plan:
 
     return Plan(jobs=[replace(j, measure=policy_for(j.measure)) for j in plan.jobs], gaps=plan.gaps,
                 matched=plan.matched)
-
-
-def repeated(plan: Plan, times: int) -> Plan:
-    """Each job as `times` independent sessions, keyed `<job key>#<i>`, kept
-    next to each other so one device runs them in turn."""
-    from dataclasses import replace
-
-    if times <= 1:
-        return plan
-    jobs = []
-    for j in plan.jobs:
-        for r in range(1, times + 1):
-            jobs.append(replace(j, key=f"{j.key}#{r}", index=len(jobs), repeat=r))
-    gaps = [replace(g, key=f"{g.key}#{r}") for g in plan.gaps for r in range(1, times + 1)]
-    return Plan(jobs=jobs, gaps=gaps, matched=plan.matched)

@@ -9,12 +9,13 @@ same from a stored run (its configuration and probes), for a resume.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness import artefacts
 from harness import probes as probes_mod
+from harness.config import inputs as inputs_mod
 from harness.config.resolve import (
     ResolvedCandidate, ResolvedCandidates, ResolvedCohort, candidates_from_models, load_candidates, load_cohort,
     load_lab,
@@ -36,6 +37,7 @@ class Prepared:
     labels: dict  # candidate -> list[ndarray] | None
     config: dict
     lab: Any = None
+    warnings: list = field(default_factory=list)  # said before the run starts (generated integer inputs, ...)
 
 
 def prepare(req: Any) -> Prepared:
@@ -47,15 +49,14 @@ def prepare(req: Any) -> Prepared:
         cands = load_candidates(Path(req.candidates_file))
     else:
         cands = candidates_from_models(req.models, reference=cohort.cohort.quality.reference)
-    if req.repeat < 1:
-        raise ConfigError(f"--repeat {req.repeat}: expected 1 or more sessions")
+    if req.repeat is not None and not 1 <= req.repeat <= limits.MAX_SESSIONS:
+        raise ConfigError(f"--repeat {req.repeat}: expected 1..{limits.MAX_SESSIONS} sessions")
     if req.sustained_s is not None and req.sustained_s <= 0:
         raise ConfigError("--sustained: expected a positive duration such as 90s, 10m or 1h")
     if not 1 <= req.probes <= limits.MAX_PROBES:
         raise ConfigError(f"--probes {req.probes}: expected 1..{limits.MAX_PROBES}")
-    shapes = dict(probes_mod.parse_shape_option(s) for s in req.shapes)
-    dims = dict(probes_mod.parse_dim_option(d) for d in req.dims)
-    arts, infos, probes, labels = {}, {}, {}, {}
+    eval_path = _eval_path(getattr(req, "eval_set", None), cands.eval)
+    arts, infos, probes, labels, specs = {}, {}, {}, {}, {}
     for c in cands.candidates:
         a, i = artefacts.prepare(c)
         arts[c.name], infos[c.name] = a, i
@@ -63,14 +64,27 @@ def prepare(req: Any) -> Prepared:
         # is all the candidate has (image inputs are fed as tensors then, so
         # they are left to a sibling's probes via `from:`).
         spec = i.get("onnx") or i.get("mlpackage.zip") or i.get("mlmodel")
-        if spec is None or not spec.inputs or any(t.dtype == "image" for t in spec.inputs):
+        if spec is not None and spec.inputs and not any(t.dtype == "image" for t in spec.inputs):
+            specs[c.name] = spec
+    flags = inputs_mod.parse_flags(req.shapes, req.dims, specs)
+    arrays_in_eval = inputs_mod.eval_shapes(eval_path) if eval_path else {}
+    warnings: list[str] = []
+    sources: dict = {}
+    for c in cands.candidates:
+        if c.name not in specs:
             probes[c.name], labels[c.name] = [], None
             continue
-        inputs = probes_mod.resolve_shapes(spec, shapes, dims)
-        if cands.eval:
-            probes[c.name], labels[c.name] = probes_mod.load_eval(cands.eval, inputs, limits.MAX_PROBES)
-        else:
-            probes[c.name], labels[c.name] = probes_mod.generate(inputs, req.probes), None
+        shapes, dims = inputs_mod.flags_for(c.name, flags)
+        res = inputs_mod.resolve(c.name, specs[c.name], shapes, dims, arrays_in_eval, eval_path)
+        probes[c.name], labels[c.name] = probes_mod.candidate_probes(res, eval_path, req.probes, limits.MAX_PROBES)
+        sources[c.name] = {"eval": res.from_eval, "generated": res.generated,
+                           "shapes": {n: list(sh) for n, _, sh in res.inputs}}
+        flagged = set(shapes)
+        note = probes_mod.generated_warning(
+            c.name, [i for i in res.inputs if i[0] in res.generated and (i[0] not in flagged or not eval_path)],
+            eval_path)
+        if note:
+            warnings.append(note)
     for name, ps in probes.items():
         fit = probes_mod.fitting(ps, limits.MAX_PROBE_BYTES)
         if fit < len(ps):
@@ -98,8 +112,19 @@ def prepare(req: Any) -> Prepared:
                        for c in cands.candidates},
         "lab_agents": [a.model_dump(mode="json") for a in lab.agents] if lab else None,
         "sustained_s": req.sustained_s, "repeat": req.repeat, "cooldown_s": req.cooldown_s,
+        "eval": str(eval_path) if eval_path else None, "inputs": sources, "input_warnings": warnings,
+        "eval_flag": str(req.eval_set) if getattr(req, "eval_set", None) else None,
     }
-    return Prepared(cohort, cands, arts, infos, probes, labels, config, lab)
+    return Prepared(cohort, cands, arts, infos, probes, labels, config, lab, warnings)
+
+
+def _eval_path(flag, from_file) -> Path | None:
+    if flag is None:
+        return from_file
+    p = Path(flag).expanduser()
+    if not p.is_file():
+        raise ConfigError(f"--eval {p}: file not found")
+    return p.resolve()
 
 
 def prepare_from_store(store, run_id: str) -> Prepared:

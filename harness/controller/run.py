@@ -16,7 +16,7 @@ import logging
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -24,7 +24,9 @@ import harness
 from harness.config.resolve import load_lab
 from harness.controller.connect import Connected, LocalAgent, connect
 from harness.controller.execute import Hooks, Outcome, execute
-from harness.controller.planner import Plan, make_plan, repeated, with_policy
+from harness.controller.planner import Plan, make_plan, with_policy
+from harness.controller.scheduler import job_key_of
+from harness.controller.estimate import job_estimates
 from harness.controller.prepare import Prepared, prepare, prepare_from_store
 from harness.kernel import arrays, wire
 from harness.kernel.configfile import ConfigError
@@ -44,6 +46,7 @@ class RunRequest:
     models: Sequence[str] = ()
     shapes: Sequence[str] = ()
     dims: Sequence[str] = ()
+    eval_set: Optional[Path] = None  # probe inputs (+ labels); default: the candidates file's eval
     lab: Optional[Path] = None
     store: Optional[str] = None
     out: Optional[Path] = None
@@ -51,8 +54,8 @@ class RunRequest:
     drivers: Optional[Sequence[str]] = None  # the local agent's drivers (no lab file)
     resume: Optional[str] = None
     sustained_s: Optional[float] = None  # run each job for exactly this long (windows, throttling)
-    repeat: int = 1  # independent sessions per job
-    cooldown_s: float = 0.0  # pause between a job's sessions
+    repeat: Optional[int] = None  # sessions per job, overriding the policy's `sessions` (docs/running.md)
+    cooldown_s: float = 0.0  # pause before each later session of a job
 
 
 @dataclass
@@ -123,6 +126,8 @@ def _run(req: RunRequest, prep: Prepared, progress: Progress, run_id: Optional[s
          start_local: Optional[LocalAgent]) -> RunOutcome:
     from harness.report.document import build_report, write_reports
 
+    for note in prep.warnings:
+        progress({"event": "warning", "message": note})
     # Agents first: an agent that does not answer must not leave a run behind.
     conn = connect(prep.lab, Path(req.lab) if req.lab else None, start_local=start_local)
     store = lease = None
@@ -140,7 +145,11 @@ def _run(req: RunRequest, prep: Prepared, progress: Progress, run_id: Optional[s
         sustained_s = prep.config.get("sustained_s")
         if sustained_s:
             plan = with_policy(plan, lambda p: p.sustained(sustained_s))
-        plan = repeated(plan, int(prep.config.get("repeat") or 1))
+        if prep.config.get("repeat"):
+            # `--repeat N`: exactly N sessions of every job.
+            n = int(prep.config["repeat"])
+            plan = Plan(jobs=[replace(j, measure=replace(j.measure, sessions=n), fixed_sessions=True)
+                              for j in plan.jobs], gaps=plan.gaps, matched=plan.matched)
         if resuming:
             plan, prior = _remaining(store, run_id, plan)
         else:
@@ -149,7 +158,9 @@ def _run(req: RunRequest, prep: Prepared, progress: Progress, run_id: Optional[s
         lease.start()
         progress({"event": "plan", "run_id": run_id, "jobs": len(plan.jobs), "gaps": len(plan.gaps),
                   "resumed": resuming, "agents": {n: c.address for n, c in conn.clients.items()},
-                  "drivers": conn.drivers, "matched": {p: [d.key for d in ds] for p, ds in plan.matched.items()}})
+                  "drivers": conn.drivers, "matched": {p: [d.key for d in ds] for p, ds in plan.matched.items()},
+                  "causes": {g.profile.id: g.cause for g in plan.gaps if g.kind == "not_covered" and g.cause},
+                  "estimates": job_estimates(plan.jobs, {d.key: d for d in conn.devices})})
         if not resuming:
             _create(store, run_id, plan, prep)
         else:
@@ -209,9 +220,15 @@ def _remaining(store, run_id: str, plan: Plan) -> tuple[Plan, dict[str, int]]:
 
     done = store.done_keys(run_id)
     index = {j["key"]: j["idx"] for j in store.jobs(run_id)}
-    prior: dict[str, int] = {}
-    for a in store.attempts(run_id):
-        prior[a["job_key"]] = max(prior.get(a["job_key"], 0), a["attempt"])
+    last: dict[str, tuple[int, str]] = {}
+    for a in store.attempts(run_id):  # keyed per session (scheduler.Ticket.key)
+        if a["attempt"] >= last.get(a["job_key"], (0, ""))[0]:
+            last[a["job_key"]] = (a["attempt"], a["outcome"])
+    # A job cut short between sessions starts again from its first: a session
+    # that had finished is re-sent under its own agent job id (the agent
+    # answers with the result it kept), one in flight under the next id,
+    # which is the id it was sent under.
+    prior = {k: n - 1 if outcome in ("result", "error_result") else n for k, (n, outcome) in last.items()}
     next_index = max(index.values(), default=-1) + 1
     jobs = []
     for j in plan.jobs:
@@ -224,7 +241,8 @@ def _remaining(store, run_id: str, plan: Plan) -> tuple[Plan, dict[str, int]]:
                                                            "target": j.target.key()})])
         jobs.append(replace(j, index=index[j.key]))
     gaps = [g for g in plan.gaps if g.key not in done]
-    return Plan(jobs=jobs, gaps=gaps, matched=plan.matched), {k: v for k, v in prior.items() if k not in done}
+    return Plan(jobs=jobs, gaps=gaps, matched=plan.matched), {k: v for k, v in prior.items()
+                                                              if job_key_of(k) not in done}
 
 
 def _execute(store, run_id: str, plan: Plan, prep: Any, conn: Connected, progress,
@@ -272,7 +290,7 @@ def _execute(store, run_id: str, plan: Plan, prep: Any, conn: Connected, progres
                            profile=o.job.profile, target=o.job.target,
                            model=model_record(o.job.candidate, o.job.artefact.format),
                            device=device, result=o.result, attempts=o.attempts, error=o.error,
-                           policy=o.job.measure, repeat=o.job.repeat,
+                           policy=o.job.measure,
                            sustained_s=prep.config.get("sustained_s"))
         outputs = (o.result or {}).get("outputs") or None
         with lock:
@@ -295,8 +313,14 @@ def _execute(store, run_id: str, plan: Plan, prep: Any, conn: Connected, progres
     def on_device(dev, state) -> None:
         progress({"event": "device", "device": dev.key, "state": state})
 
+    def on_session(job, dev, done) -> None:
+        # A session finished and the job measures another (events `started`
+        # and `progress` come once per session).
+        progress({"event": "session", "key": job.key, "device": dev.key, "sessions": done,
+                  "planned": job.measure.sessions})
+
     hooks = Hooks(on_outcome=on_outcome, on_event=on_event, on_attempt=on_attempt, ensure_models=ensure,
-                  on_device=on_device)
+                  on_device=on_device, on_session=on_session)
     try:
         execute(run_id, plan.jobs, devices, conn.clients, probes_pb, hooks, prior_attempts=prior,
                 cooldown_s=float(prep.config.get("cooldown_s") or 0.0))

@@ -1,11 +1,22 @@
-"""Which job each device runs next. Pure: no threads, no clock, no I/O.
+"""Which session of which job each device runs next. Pure: no threads, no
+clock, no I/O.
 
-At most one job per device at a time. A job whose agent stopped answering is
-requeued, up to `max_attempts`, for another eligible device or for the same
-one once its agent answers again: the lost device is *suspended* while the
-controller waits for its agent, and *abandoned* if it does not come back.
-Jobs go out most-constrained first (fewest eligible devices), so a job only
-one device can run is not starved by jobs that could have gone anywhere.
+A job is measured as one or more sessions (harness.kernel.measure.sessions);
+the scheduler hands out *tickets*, one session of one job each. At most one
+ticket per device at a time. A job's later sessions are pinned to the device
+its first session ran on (a record describes one device). Tickets go out
+round by round — every job's first session, then every job's second — and in
+alternating order (A B, then B A: ABBA), so drift and neighbours on a device
+hit every candidate alike; inside a round, most-constrained first (fewest
+eligible devices), so a job only one device can run is not starved by jobs
+that could have gone anywhere.
+
+A ticket whose agent stopped answering is requeued, up to `max_attempts`, for
+another eligible device or for the same one once its agent answers again: the
+lost device is *suspended* while the controller waits for its agent, and
+*abandoned* if it does not come back. A later session cannot move to another
+device: its job starts again from its first session (the caller drops the
+sessions it had).
 """
 
 from __future__ import annotations
@@ -16,87 +27,130 @@ from typing import Mapping, Optional, Sequence
 from harness.controller.planner import PlannedJob
 
 
+@dataclass(frozen=True)
+class Ticket:
+    job: PlannedJob
+    session: int  # 1-based
+    eligible: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        """The job key for its first session, `<job key>#s<n>` for later ones:
+        what attempts are counted (and stored) under."""
+        return self.job.key if self.session == 1 else f"{self.job.key}#s{self.session}"
+
+    @property
+    def index(self) -> int:
+        return self.job.index
+
+
+def job_key_of(ticket_key: str) -> str:
+    """The job key of a ticket key (`<job key>#s<n>` or the job key)."""
+    base, sep, n = ticket_key.rpartition("#s")
+    return base if sep and n.isdigit() else ticket_key
+
+
+def _order(t: Ticket) -> tuple:
+    return (t.session, len(t.eligible), t.job.index if t.session % 2 else -t.job.index)
+
+
 @dataclass
 class Scheduler:
     jobs: Sequence[PlannedJob]
     max_attempts: int = 3
     prior_attempts: Mapping[str, int] = field(default_factory=dict)
-    pending: list[PlannedJob] = field(init=False)
-    running: dict[str, PlannedJob] = field(init=False, default_factory=dict)
+    pending: list[Ticket] = field(init=False)
+    running: dict[str, Ticket] = field(init=False, default_factory=dict)
     attempts: dict[str, int] = field(init=False, default_factory=dict)
     suspended: set[str] = field(init=False, default_factory=set)
     abandoned: set[str] = field(init=False, default_factory=set)
     finished: set[str] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
-        self.pending = sorted(self.jobs, key=lambda j: (len(j.eligible), j.index))
+        self.pending = sorted((Ticket(j, 1, j.eligible) for j in self.jobs), key=_order)
         self.attempts = dict(self.prior_attempts)
 
-    def take(self, device: str) -> Optional[PlannedJob]:
+    def take(self, device: str) -> Optional[Ticket]:
         if device in self.running or device in self.suspended or device in self.abandoned:
             return None
-        for i, job in enumerate(self.pending):
-            if device in job.eligible:
+        for i, t in enumerate(self.pending):
+            if device in t.eligible:
                 del self.pending[i]
-                self.running[device] = job
-                self.attempts[job.key] = self.attempts.get(job.key, 0) + 1
-                return job
+                self.running[device] = t
+                self.attempts[t.key] = self.attempts.get(t.key, 0) + 1
+                return t
         return None
 
-    def finish(self, device: str) -> None:
-        job = self.running.pop(device)
-        self.finished.add(job.key)
+    def finish(self, device: str, more: bool = False) -> None:
+        """The ticket on `device` is done; with `more`, its job's next session
+        is queued, pinned to this device."""
+        t = self.running.pop(device)
+        if more:
+            self._requeue(Ticket(t.job, t.session + 1, (device,)))
+        else:
+            self.finished.add(t.job.key)
 
     def retry(self, device: str) -> bool:
-        """Put the job on `device` back in the queue (a fault that was not the
-        job's: its model went missing on a restarted agent). False when its
+        """Put the ticket on `device` back in the queue (a fault that was not
+        the job's: its model went missing on a restarted agent). False when its
         attempts are used up."""
-        job = self.running.pop(device)
-        if self.attempts.get(job.key, 0) >= self.max_attempts:
-            self.finished.add(job.key)
+        t = self.running.pop(device)
+        if self.attempts.get(t.key, 0) >= self.max_attempts:
+            self.finished.add(t.job.key)
             return False
-        self._requeue(job)
+        self._requeue(t)
         return True
 
     def transport_failed(self, device: str) -> bool:
-        """The agent of `device` stopped answering during its job: suspend the
-        device and requeue the job. False when the job has used its attempts or
-        no eligible device is left (the caller records an error row)."""
-        job = self.running.pop(device)
+        """The agent of `device` stopped answering during a session: suspend
+        the device and requeue the session — a first session for any eligible
+        device, a later one as its job's restart from the first session. False
+        when the attempts are used up or no eligible device is left (the caller
+        records an error row)."""
+        t = self.running.pop(device)
         self.suspended.add(device)
-        if self.attempts.get(job.key, 0) >= self.max_attempts or not self._runnable(job):
-            self.finished.add(job.key)
+        if t.session > 1:
+            t = Ticket(t.job, 1, t.job.eligible)
+        if self.attempts.get(t.key, 0) >= self.max_attempts or not self._runnable(t):
+            self.finished.add(t.job.key)
             return False
-        self._requeue(job)
+        self._requeue(t)
         return True
 
     def revive(self, device: str) -> None:
         self.suspended.discard(device)
 
     def abandon(self, device: str) -> None:
+        """The device is gone for good: its pinned later sessions become
+        restarts of their jobs on the devices left."""
         self.suspended.discard(device)
         self.abandoned.add(device)
+        self.pending = [Ticket(t.job, 1, t.job.eligible) if t.session > 1 and t.eligible == (device,) else t
+                        for t in self.pending]
+        self.pending.sort(key=_order)
 
-    def _requeue(self, job: PlannedJob) -> None:
-        self.pending.append(job)
-        self.pending.sort(key=lambda j: (len(j.eligible), j.index))
+    def _requeue(self, t: Ticket) -> None:
+        self.pending.append(t)
+        self.pending.sort(key=_order)
 
-    def _runnable(self, job: PlannedJob) -> bool:
-        return any(d not in self.abandoned for d in job.eligible)
+    def _runnable(self, t: Ticket) -> bool:
+        return any(d not in self.abandoned for d in t.eligible)
 
     def unrunnable(self) -> list[PlannedJob]:
-        """Pending jobs no device can ever take; removes them from the queue."""
-        stuck = [j for j in self.pending if not self._runnable(j)]
-        self.pending = [j for j in self.pending if self._runnable(j)]
-        self.finished.update(j.key for j in stuck)
-        return stuck
+        """Jobs of pending tickets no device can ever take; removes them from
+        the queue."""
+        stuck = [t for t in self.pending if not self._runnable(t)]
+        self.pending = [t for t in self.pending if self._runnable(t)]
+        self.finished.update(t.job.key for t in stuck)
+        return [t.job for t in stuck]
 
     def may_get_work(self, device: str) -> bool:
-        """Could this device still be handed a job (now or after a requeue)?"""
+        """Could this device still be handed a ticket (now, after a requeue or
+        a restart)?"""
         if device in self.abandoned:
             return False
-        return any(device in j.eligible for j in self.pending) or any(
-            device in j.eligible for j in self.running.values())
+        return any(device in t.eligible for t in self.pending) or any(
+            device in t.job.eligible for t in self.running.values())
 
     def done(self) -> bool:
         return not self.pending and not self.running

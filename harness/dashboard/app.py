@@ -126,11 +126,15 @@ def create_app(store, token: Optional[str] = None) -> Starlette:
         return page("error.html", 404, title="Not found", message=what)
 
     def guarded(view):
+        from harness.kernel.configfile import ConfigError
+
         def endpoint(request: Request):
             try:
                 return view(request)
             except BadRequest as exc:
                 return page("error.html", 400, title="Bad request", message=str(exc))
+            except ConfigError as exc:  # a stored run this harness cannot read (its records, its config)
+                return page("error.html", 500, title="Cannot show this", message=str(exc))
         return endpoint
 
     def runs_page(request: Request):

@@ -52,9 +52,13 @@ def read_token(token_file: Optional[Path]) -> Optional[str]:
 
 def make_server(store_url: Optional[str], listen: str = DEFAULT_LISTEN, token_file: Optional[Path] = None):
     """(uvicorn.Server, store), validated; nothing is bound yet."""
-    import uvicorn
+    try:
+        import uvicorn
 
-    from harness.dashboard.app import create_app
+        from harness.dashboard.app import create_app
+    except ImportError as exc:
+        raise ServeError(f"harness serve needs the dashboard extra ({exc.name} is missing): "
+                         "pip install 'harness[dashboard]'") from None
     from harness.store.opening import open_store
 
     host, port = parse_listen(listen)

@@ -48,8 +48,6 @@ MAX_QUEUE_PER_DEVICE = 256
 # Finished jobs kept for re-attachment by job id (idempotency window).
 FINISHED_JOBS_KEPT = 2000
 FINISHED_JOB_TTL_S = 6 * 3600.0
-# Worker threads for RPCs; each Run stream holds one while it follows a job.
-MAX_CONCURRENT_RPCS = 64
 # Grace between SIGTERM and SIGKILL of a runner's process group.
 KILL_GRACE_S = 2.0
 # How often a waiting Run stream wakes to check its deadline and cancellation.
@@ -85,6 +83,98 @@ PROGRESS_INTERVAL_S = 0.5
 # controllers' jobs before its own time limit starts counting.
 QUEUE_WAIT_S = 1800.0
 
+# --- agent: what a client may ask -------------------------------------------
+# Each RPC class has its own concurrency limit, so a flood of one kind never
+# starves another (Health, Describe and Cancel answer while every upload and
+# run slot is taken). Every admitted call holds one server thread.
+# A controller uploads one model at a time, at network speed: eight
+# controllers at once fill a lab link, and each stream may hold one message
+# of up to RUN_MESSAGE_BYTES while gRPC reads it.
+MAX_UPLOAD_STREAMS = 8
+# A Run stream holds a thread while it follows its job: room for a full
+# agent-wide queue plus running and re-attached streams, so a flood of jobs
+# meets the queue limit (MAX_QUEUED_JOBS), not this one.
+MAX_RUN_STREAMS = 320
+# Describe and FindMissingModels answer from memory or one shared device
+# scan; every controller calls them when it connects.
+MAX_CONTROL_RPCS = 32
+# Cancel answers from memory in microseconds.
+MAX_CANCEL_RPCS = 8
+# Health checks answer from memory; Watch streams hold a thread each.
+MAX_HEALTH_CHECKS = 8
+MAX_HEALTH_WATCHES = 8
+# Methods outside those classes (none today).
+MAX_OTHER_RPCS = 4
+# Server threads beyond the class limits, so a refusal is answered at once.
+RPC_HEADROOM = 16
+# Control requests carry a job id or a list of digests, nothing large.
+CONTROL_MESSAGE_BYTES = 128 * 1024
+# Digests per FindMissingModels call: a run's models, with room; fits the
+# control message limit (each digest is 66 bytes on the wire).
+MAX_FIND_DIGESTS = 1024
+# An upload message is one chunk of data and its header.
+UPLOAD_MESSAGE_BYTES = CHUNK_BYTES + 4096
+# A Run request: the probe limit plus the rest of the job (options, labels,
+# tensor names). It is also the agent's receive limit for every method,
+# enforced by gRPC itself from a message's length prefix.
+RUN_MESSAGE_BYTES = MAX_PROBE_BYTES + 1 * MiB
+# A unary request's one message must arrive within this.
+REQUEST_RECEIVE_S = 30.0
+# How often the watchdog ends calls past their server-side deadline.
+WATCHDOG_TICK_S = 0.5
+# A Run stream lives at most queue wait + the job's timeout_s + this grace
+# (for the result to reach the client); then the agent ends it.
+RUN_STREAM_GRACE_S = 60.0
+# An upload moves at least this many bytes per second, counted over windows
+# of UPLOAD_FLOOR_WINDOW_S: a stalled or trickling stream is ended (its
+# committed bytes kept for a resume). 64 KiB/s is far below any lab link.
+UPLOAD_FLOOR_BYTES_S = 64 * 1024
+UPLOAD_FLOOR_WINDOW_S = 30.0
+# A partial upload nobody resumes is removed after this long without a write.
+PARTIAL_UPLOAD_TTL_S = 6 * 3600.0
+# The model cache's default quota (models, partial uploads and uploads in
+# progress); past it the least recently used models no live job needs go.
+CACHE_QUOTA_BYTES = 32 * 1024 * MiB
+# The cache never takes the last of its disk: this much stays free.
+DISK_FREE_RESERVE_BYTES = 1024 * MiB
+# Jobs queued across all devices of an agent.
+MAX_QUEUED_JOBS = 256
+# Probe bytes held by queued and running jobs together: a queue of 256 jobs
+# with 24 MiB probes each would otherwise take 6 GiB.
+MAX_LIVE_PROBE_BYTES = 256 * MiB
+# Finished results kept for re-attachment, by serialized size (results carry
+# probe outputs of up to MAX_OUTPUT_BYTES each).
+FINISHED_RESULTS_BYTES = 256 * MiB
+# Events a job keeps for a re-attached stream to replay (the latest ones).
+MAX_EVENTS_KEPT = 256
+# An unknown device id re-scans the inventory at most this often.
+INVENTORY_RESCAN_S = 2.0
+# How often queued jobs past QUEUE_WAIT_S and stale partial uploads are swept.
+JANITOR_INTERVAL_S = 1.0
+# A job's whole time limit, and any one measurement duration: half a day
+# covers sustained and thermal runs; a NaN or infinite value is refused.
+MAX_JOB_TIMEOUT_S = 12 * 3600.0
+MAX_MEASURE_S = 12 * 3600.0
+# Run counts (warm-up, minimum, cap): a million samples is 8 MB of results.
+MAX_RUNS = 1_000_000
+# Artefacts per job (one today; multi-file formats fit in a few).
+MAX_MODELS_PER_JOB = 8
+# Free labels per job, for logs.
+MAX_LABELS = 32
+# Tensors per probe: decoders with a key/value cache take two per layer.
+MAX_PROBE_TENSORS = 512
+# Dimensions per tensor; ONNX models in the field use at most 6 or so.
+MAX_TENSOR_RANK = 16
+# Target options per job, and the length of a key and of a value.
+MAX_OPTIONS = 64
+MAX_OPTION_KEY_CHARS = 128
+MAX_OPTION_VALUE_CHARS = 256
+# Thread-count options (intra/inter-op threads, EP thread pools).
+MAX_THREADS = 256
+# Buffers above this are mmapped and go back to the system when freed (the
+# agent fixes glibc's otherwise self-raising threshold; see agents.server).
+MALLOC_MMAP_THRESHOLD_BYTES = 1 * MiB
+
 # --- quantisation -----------------------------------------------------------
 # Calibration batches fed to static quantisation: ONNX Runtime's calibrators
 # keep every batch's intermediate outputs in memory before computing ranges,
@@ -96,12 +186,24 @@ CALIBRATION_MAX_BATCHES = 512
 # candidate; an edge model's probes take seconds there, so five minutes only
 # ever stops a model that hangs ONNX Runtime.
 REFERENCE_TIMEOUT_S = 300.0
-# Bootstrap resamples for `harness compare`'s confidence intervals: 2000 keeps
-# the 2.5/97.5 % quantiles of the ratio stable to about a percent.
-COMPARE_BOOTSTRAP = 2000
-# Samples per side fed to the bootstrap and the rank test; a random subset of
-# this size bounds the work (the host driver can return 300 000 samples).
-COMPARE_MAX_SAMPLES = 4000
+# Hierarchical-bootstrap resamples per side for `harness compare`'s intervals:
+# 1000 settles the ratio's 2.5/97.5 % arms to a few percent of their width
+# (each resample costs O(sessions x SESSION_GRID), whatever the run counts).
+COMPARE_BOOTSTRAP = 1000
+# Stored records a noise floor learns from per device target: the newest
+# 2000 are years of nightly runs on one target and a few MB of JSON.
+NOISE_MAX_RECORDS = 2000
+
+# --- sessions ---------------------------------------------------------------
+# Most sessions one job runs while its p90's interval is wider than target_ci:
+# pyperf's default worker count; beyond it the time goes to other jobs.
+MAX_SESSIONS = 20
+# Runs a session is reduced to for the hierarchical bootstrap: 256 quantiles
+# place the p90 and p99 within 0.4 % of the session's rank scale.
+SESSION_GRID = 256
+# Resamples behind a record's interval and the stop rule between sessions:
+# 400 settles the 2.5/97.5 % arms to a few percent of their width in ~10 ms.
+SESSION_BOOTSTRAP = 400
 
 # --- browser ----------------------------------------------------------------
 # Starting Chromium and connecting Playwright over CDP takes about a second on
@@ -123,6 +225,13 @@ BROWSER_BATCH_MAX_RUNS = 2000
 NPM_TIMEOUT_S = 600.0
 # Resolving a version range with `npm view` is one small registry request.
 NPM_VIEW_TIMEOUT_S = 60.0
+# `harness runtime install`: `python -m venv` copies pip's bundled wheel (seconds).
+RUNTIME_VENV_TIMEOUT_S = 120.0
+# pip downloads an ONNX Runtime build and numpy: 20-80 MB for the CPU and
+# OpenVINO wheels, several hundred for onnxruntime-gpu on a slow link.
+RUNTIME_INSTALL_TIMEOUT_S = 1800.0
+# Importing onnxruntime in the new environment to list its providers.
+RUNTIME_PROBE_TIMEOUT_S = 120.0
 # A failed browser probe is retried after this long rather than on every
 # Describe, so a broken Chromium does not cost a launch per RPC.
 BROWSER_PROBE_RETRY_S = 30.0
@@ -149,6 +258,16 @@ SIMCTL_APP_TIMEOUT_S = 120.0
 # Building coremltools' runner app with xcodebuild the first time on a
 # machine takes minutes; later builds reuse the product.
 RUNNER_APP_BUILD_TIMEOUT_S = 900.0
+# `devicectl device info details` opens an idle phone's tunnel: over USB in
+# a second or two, over Wi-Fi up to devicectl's own --timeout (this value).
+DEVICECTL_WAKE_TIMEOUT_S = 20.0
+# coremltools' runner app is polled every half second (its own interval,
+# remote_device.py _DeviceCtlRemoteService); the answer is waited for until
+# the job's own deadline, not coremltools' 20 attempts.
+REMOTE_POLL_S = 0.5
+# A runner stops waiting on a device this long before the driver's job limit,
+# so it can still close the device's session and write what it measured.
+RUNNER_RESULT_MARGIN_S = 10.0
 
 # --- android driver ---------------------------------------------------------
 # A phone on adb answers each read or write of a transfer within seconds even

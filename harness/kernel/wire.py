@@ -132,7 +132,7 @@ def result_to_pb(r: Any, device_id: str, started: float, finished: float) -> pb.
     if r.memory is not None:
         msg.memory.CopyFrom(pb.Memory(
             peak_bytes=int(r.memory.peak_bytes), delta_bytes=int(r.memory.delta_bytes),
-            method=r.memory.method,
+            method=r.memory.method, blind_spot=r.memory.blind_spot,
         ))
     if r.placement is not None:
         p = r.placement
@@ -189,6 +189,7 @@ def result_from_pb(msg: pb.Result) -> dict[str, Any]:
             "peak_bytes": msg.memory.peak_bytes,
             "delta_bytes": msg.memory.delta_bytes,
             "method": msg.memory.method,
+            "blind_spot": msg.memory.blind_spot,
         }
     error = None
     if msg.HasField("error"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from harness.analysis.environment import fingerprint
-from harness.kernel.measure import stats, sustained, trust
+from harness.kernel.measure import sessions, stats, sustained, trust
 
 
 def build_record(
@@ -27,7 +27,6 @@ def build_record(
     attempts: int = 1,
     error: Optional[dict] = None,
     policy: Any = None,  # MeasurePolicy the job ran under
-    repeat: int = 0,
     sustained_s: Optional[float] = None,
 ) -> dict:
     dev = device or {}
@@ -56,8 +55,7 @@ def build_record(
         "validity": None,
         "error": error,
         "attempts": attempts,
-        "measure": ({**policy.__dict__, "sustained_s": sustained_s or None, "repeat": repeat or None}
-                    if policy is not None else None),
+        "measure": ({**policy.__dict__, "sustained_s": sustained_s or None} if policy is not None else None),
         "ran": None,
         "details": {},
     }
@@ -67,21 +65,27 @@ def build_record(
     if rt.get("name"):
         record["runtime"] = {"name": rt["name"], "version": rt.get("version") or None,
                              "ep": rt.get("ep") or target.ep, "options": rt.get("options") or {}}
+        if rt.get("build"):
+            # The host build that ran (onnxruntime-openvino ...): builds of one version differ in EPs.
+            record["runtime"]["build"] = rt["build"]
     samples = list(result.get("samples_ms") or [])
     timing = {"load_ms": result.get("load_ms"), "first_run_ms": result.get("first_run_ms"),
               "samples_ms": samples}
-    timing.update(stats.summarize(samples))
+    v = result.get("validity") or {}
+    # Statistics over the job's sessions (hierarchical when there are several;
+    # kernel.measure.sessions) and only what breaks the trust in the figures,
+    # which makes a result unstable.
+    figures, problems = sessions.describe(samples, result.get("sessions") or [],
+                                          target_ci=policy.target_ci if policy is not None else None,
+                                          stop_reason=v.get("stop_reason"))
+    timing.update(figures)
     # How wide the distribution is: reported, never a flag (trust.py).
     timing["spread"] = trust.spread(samples) if samples else None
     record["timing"] = timing
     record["memory"] = result.get("memory")
     record["placement"] = result.get("placement")
-    v = result.get("validity") or {}
     warnings = list(v.get("warnings") or [])
     details = result.get("details") or {}
-    # Only what breaks the trust in the figures makes a result unstable.
-    problems = trust.problems(samples, stop_reason=v.get("stop_reason"),
-                              target_ci=policy.target_ci if policy is not None else None) if samples else []
     warnings.extend(problems)
     if samples:
         warnings.extend(stats.timer_warnings(samples, details.get("timer_resolution_ms")))
@@ -113,7 +117,9 @@ def build_record(
         record["error"] = result["error"]
     record["environment"] = fingerprint(record)
     if sustained_s and samples:
-        record["sustained"] = sustained.analyse(samples)
+        # Load over time is one continuous process: the first session's.
+        first = (result.get("sessions") or [{}])[0].get("n") or len(samples)
+        record["sustained"] = sustained.analyse(samples[:first])
     return record
 
 

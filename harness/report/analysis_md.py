@@ -33,7 +33,11 @@ def decision_line(doc: dict) -> str:
     if not d.get("recommendation"):
         return "decision: none — " + "; ".join(d.get("caveats") or ["no rule fired"])
     s = d.get("suggested") or {}
-    parts = [f"decision: {d['label']} (rule {d['rule']})"]
+    if d.get("status") == "provisional":
+        # The headline itself says it may change, with what it waits for.
+        parts = [f"decision (provisional): {d['label']} (rule {d['rule']}) — " + provisional_text(d)]
+    else:
+        parts = [f"decision: {d['label']} (rule {d['rule']})"]
     if s.get("candidate"):
         parts.append(f"candidate {s['candidate']}" + ("" if s.get("ok") else " (not yet passing)"))
     fails = d.get("budget_failures") or []
@@ -47,6 +51,14 @@ def decision_line(doc: dict) -> str:
     return " · ".join(parts)
 
 
+def provisional_text(d: dict) -> str:
+    """What a provisional decision waits for, and the command that measures it."""
+    miss = d.get("missing") or []
+    what = "; ".join(f"{m['what']} ({m['cause']})" if m.get("cause") else m["what"] for m in miss)
+    cmds = list(dict.fromkeys(m["command"] for m in miss if m.get("command")))
+    return f"missing: {what}" + (f"; measure with: {cmds[0]}" if cmds else "")
+
+
 def _decision(d: dict) -> list[str]:
     out = ["## Decision", ""]
     if not d.get("recommendation"):
@@ -54,7 +66,17 @@ def _decision(d: dict) -> list[str]:
         return out
     winner = next(r for r in d["rules"] if r["id"] == d["rule"])
     s = d.get("suggested") or {}
-    out += [f"**{d['label']}** — rule `{d['rule']}`: {winner['condition']}.", ""]
+    if d.get("status") == "provisional":
+        out += [f"**Provisional: {d['label']}** — rule `{d['rule']}`: {winner['condition']}.", "",
+                "This recommendation may change: evidence it rests on is missing.", ""]
+        for m in d.get("missing") or []:
+            out.append(f"- **{m['what']}** — {m.get('why') or m.get('cause') or ''}")
+        cmds = list(dict.fromkeys(m["command"] for m in d.get("missing") or [] if m.get("command")))
+        if cmds:
+            out += ["", f"Measure it (after fixing the cause) with `{cmds[0]}`."]
+        out.append("")
+    else:
+        out += [f"**{d['label']}** — rule `{d['rule']}`: {winner['condition']}.", ""]
     if s:
         out += [f"Suggested candidate: **{s.get('candidate') or 'none'}** — {s.get('reason')}.", ""]
     out += ["Evidence:", ""] + [f"- {e}" for e in winner["evidence"]] + [""]
@@ -162,9 +184,14 @@ def _matrices(doc: dict) -> list[str]:
     for c, m in (doc.get("operator_support") or {}).items():
         if not m["rows"]:
             continue
-        rows = [[op, str(m["nodes"].get(op) or "—")] + [m["cells"][op][col].replace("_", " ") for col in m["columns"]]
+        fb = m.get("fallback_nodes") or {}
+        rows = [[op, str(m["nodes"].get(op) or "—")] + [m["cells"][op][col].replace("_", " ")
+                                                        + (f" ({fb[op][col]})" if fb.get(op, {}).get(col) else "")
+                                                        for col in m["columns"]]
                 for op in m["rows"]]
-        out += [f"### Operator support — {c}", "", table(["op type", "nodes"] + m["columns"], rows), ""]
+        out += [f"### Operator support — {c}", "", "Model nodes per op type; a CPU fallback cell counts the model "
+                "nodes of that op the CPU EP received.", "", table(["op type", "model nodes"] + m["columns"], rows),
+                ""]
         out += [f"- {n}" for n in m.get("notes") or []] + ([""] if m.get("notes") else [])
     return (["## Coverage", ""] + out) if out else []
 
@@ -191,34 +218,3 @@ def render_decision(doc: dict) -> str:
     fails = d.get("budget_failures") or []
     lines += ["## Budgets", ""] + ([f"- FAIL {f}" for f in fails] or ["- every checked budget passes"]) + [""]
     return "\n".join(lines)
-
-
-def render_compare(c: dict) -> str:
-    """`harness compare`: one row per job, then devices and regressions."""
-    rows = []
-    for r in c["rows"]:
-        lat = r.get("latency") or {}
-        ratio = "—"
-        if lat.get("p90_ratio") is not None:
-            lo, hi = lat["p90_ratio_ci"]
-            ratio = f"×{lat['p90_ratio']:.3f} [{lo:.3f}, {hi:.3f}]"
-        mem = r.get("memory") or {}
-        rows.append([r["job"], fmt_ms(lat.get("old_p90_ms")), fmt_ms(lat.get("new_p90_ms")), ratio,
-                     "—" if not mem else f"{100 * (mem['ratio'] - 1):+.1f}%",
-                     r["bucket"] + (" ⚠" if r["regression"] else ""),
-                     "; ".join(r["notes"] + ([r["refused"]] if r.get("refused") else []))])
-    out = [f"# Compare {c['old']} → {c['new']}", "",
-           f"Threshold: p90 slower by more than {100 * c['threshold']:g}% with the 95% bootstrap interval above 1 and "
-           "a one-sided Mann–Whitney test at p < 0.01.", "",
-           table(["job", "old p90 ms", "new p90 ms", "p90 ratio [95% CI]", "peak mem", "bucket", "notes"], rows), "",
-           "Buckets: " + ", ".join(f"{k} {v}" for k, v in sorted(c["buckets"].items())), ""]
-    dv = c["devices"]
-    if dv["new_profiles"] or dv["missing_profiles"] or dv["changed"]:
-        out += ["## Devices", ""]
-        out += [f"- new: {p}" for p in dv["new_profiles"]] + [f"- missing: {p}" for p in dv["missing_profiles"]]
-        out += [f"- {p}: device {', '.join(x['old'])} → {', '.join(x['new'])}" for p, x in dv["changed"].items()]
-        out.append("")
-    if c.get("forced"):
-        out += ["**Forced:** rows whose environments differ were compared anyway (marked in notes).", ""]
-    out += ["## Regressions", ""] + ([f"- {r}" for r in c["regressions"]] or ["none"])
-    return "\n".join(out) + "\n"

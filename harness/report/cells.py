@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+from harness.analysis.baseline import runtime_label
+
 
 def fmt_ms(v: Optional[float]) -> str:
     if v is None:
@@ -42,6 +44,18 @@ def fmt_spread(t: dict) -> str:
     return "—"
 
 
+def memory_caveats(results: list[dict]) -> list[str]:
+    """One line per runtime whose peak memory has a blind spot (memory.
+    blind_spot: held outside the measured process): such a figure (marked †)
+    is not comparable with another platform's."""
+    seen: dict[str, str] = {}
+    for r in results:
+        m = r.get("memory") or {}
+        if m.get("blind_spot") and m.get("peak_bytes") is not None:
+            seen.setdefault(f"{r['device'].get('platform') or '?'} {runtime_label(r)}", m["blind_spot"])
+    return [f"† {who}: {why}; not comparable with other platforms' peak memory" for who, why in seen.items()]
+
+
 def not_measured(results: list[dict]) -> list[str]:
     """One line per device profile with rows the plan could not run: which
     candidates and targets, and the whole reason with its fix."""
@@ -58,28 +72,38 @@ def not_measured(results: list[dict]) -> list[str]:
     return lines
 
 
+def fmt_placement(p: Optional[dict]) -> str:
+    """`fallback nodes / model nodes`, and the partitions compiling EPs made;
+    `?` where the runtime's output could not count (a fused subgraph's nodes)."""
+    if not p:
+        return "—"
+    fb, total = p.get("cpu_fallback_nodes"), p.get("nodes_total")
+    cell = f"{'?' if fb is None else fb} / {'?' if total is None else total}"
+    parts = sum((p.get("partitions_by_ep") or {}).values())
+    return cell + (f" ({parts} partition{'' if parts == 1 else 's'})" if parts else "")
+
+
 def summary_rows(results: list[dict]) -> list[list[str]]:
     rows = []
     for r in results:
         t = r.get("timing") or {}
         m = r.get("memory") or {}
         p = r.get("placement") or {}
-        rt = r.get("runtime") or {}
-        fb = p.get("cpu_fallback_nodes")
         rows.append([
             f"{r['device'].get('profile')}" + (f" ({r['device'].get('id')})" if r["device"].get("id") else ""),
             r.get("candidate", ""),
-            f"{rt.get('name')} {rt.get('version') or ''} {rt.get('ep')}".replace("  ", " "),
+            runtime_label(r),
             fmt_ms(t.get("p50_ms")), fmt_ms(t.get("p90_ms")), fmt_ms(t.get("p99_ms")), fmt_spread(t),
-            str(t.get("n") or "—"), fmt_ms(t.get("load_ms")), fmt_mb(m.get("peak_bytes")),
-            "—" if not p else f"{fb}/{p.get('nodes_total')}",
+            str(t.get("n") or "—"), fmt_ms(t.get("load_ms")),
+            fmt_mb(m.get("peak_bytes")) + (" †" if m.get("blind_spot") and m.get("peak_bytes") is not None else ""),
+            fmt_placement(p),
             status(r),
         ])
     return rows
 
 
 HEADER = ["device", "candidate", "runtime", "p50 ms", "p90 ms", "p99 ms", "p99/p50", "n", "load ms", "peak MB",
-          "CPU fallback", "status"]
+          "fallback / model nodes", "status"]
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:

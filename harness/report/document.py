@@ -1,6 +1,8 @@
 """The report document: run metadata, every result row, and the analysis.
 
-`build_report` reads only the store; `write_reports` renders the formats.
+`build_report` reads only the store and returns the document checked
+against the typed record (harness.record); `write_reports` renders the
+formats.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from pathlib import Path
 from typing import Optional
 
 from harness.analysis import analyse
+from harness.kernel.configfile import ConfigError
+from harness.record.load import load_document
+from harness.record.types import SCHEMA_VERSION
 from harness.report import html, markdown
 
 
@@ -29,6 +34,7 @@ def build_report(store, run_id: str) -> dict:
         raise KeyError(run_id)
     results = store.results(run_id)
     doc = {
+        "schema_version": SCHEMA_VERSION,
         "run": {
             "id": run["id"], "cohort": run["cohort"], "started": _iso(run["started"]),
             "finished": _iso(run["finished"]), "harness_version": run["harness_version"],
@@ -42,21 +48,35 @@ def build_report(store, run_id: str) -> dict:
     if reps:
         doc["repeats"] = reps
     doc.update(analyse(doc, store, run))
-    return doc
+    try:
+        return load_document(doc, f"run {run_id}")
+    except ConfigError as exc:
+        # A field the harness itself wrote but the record does not declare.
+        raise ConfigError(f"{exc} — declare it in harness/record/types.py (docs/record.md, 'Adding a field')") \
+            from None
 
 
 def repeat_summary(results: list[dict]) -> dict:
-    """Between- vs within-session variation of each job run as `--repeat N`
-    sessions. Sessions are pooled only when their environments match."""
+    """Between- vs within-session variation of each job measured in several
+    sessions. Older reports' `--repeat` rows are pooled only when their
+    environments match."""
     from harness.kernel.measure import repeats
     from harness.analysis.environment import fingerprint, mismatches
 
     groups: dict[str, list[dict]] = {}
+    out = {}
     for r in results:
         key = r.get("job", "")
-        if "#" in key and not r.get("error") and (r.get("timing") or {}).get("samples_ms"):
+        t = r.get("timing") or {}
+        if len(t.get("sessions") or ()) >= 2 and not r.get("error"):
+            # A record measured in sessions (every session of one device):
+            # the figures the record built (kernel.measure.sessions.describe).
+            b = t.get("between_sessions") or {}
+            out[key] = {**b, "sessions": len(t["sessions"]), "pooled": True,
+                        "session_p50_ms": [x.get("p50_ms") for x in t["sessions"]]}
+        elif "#" in key and not r.get("error") and t.get("samples_ms"):
+            # Records of releases before sessions: one row per `--repeat` session.
             groups.setdefault(key.rsplit("#", 1)[0], []).append(r)
-    out = {}
     for base, rows in groups.items():
         if len(rows) < 2:
             continue

@@ -15,6 +15,8 @@ import html
 import math
 from typing import Callable, Optional
 
+from harness.analysis.noise import floor_line
+
 E = html.escape
 Link = Callable[[str], Optional[str]]
 CSS = """
@@ -153,7 +155,9 @@ def series_html(doc: dict, k: int, s: dict, link: Link = lambda run_id: None) ->
     v = s["latest"]
     parts = [f'<h2 id="series-{k}">{E(s["profile"])} · {E(s["target"])}</h2>',
              f'<p>Newest run {E(v["run_id"])}: <span class="{VERDICT_CLASS.get(v["verdict"], "")}">'
-             f'{E(v["verdict"])}</span>' + (" — " + E("; ".join(v["reasons"])) if v["reasons"] else "") + "</p>",
+             f'{E(v["verdict"])}</span>' + (" — " + E("; ".join(v["reasons"])) if v["reasons"] else "")
+             + (f' <span class="floor">({E(" → ".join(str(n) for n in v["sessions"]))} session(s); '
+                f'{E(floor_line(v.get("noise_floor")))})</span>' if v.get("sessions") else "") + "</p>",
              trend_svg(s, doc["metric"], f"plot-history-{k}", link) or "<p>No measured run.</p>",
              small_svg(s, "peak_bytes", "MB", 1024 * 1024, f"plot-memory-{k}", "peak memory"),
              small_svg(s, "fallback_nodes", "nodes", 1, f"plot-fallback-{k}", "CPU-fallback nodes")]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from harness.analysis.noise import floor_line
+
 
 def _ci(ci) -> str:
     return f"[{ci[0]:.3g}, {ci[1]:.3g}]" if ci else "—"
@@ -41,4 +43,6 @@ def render(doc: dict) -> str:
         out += [line(r) for r in rows]
         out.append(f"newest run {v['run_id']}: {v['verdict']}" + (f" — {'; '.join(v['reasons'])}" if v["reasons"]
                                                                   else ""))
+        if v.get("sessions"):
+            out.append(f"  {' → '.join(str(n) for n in v['sessions'])} session(s); {floor_line(v.get('noise_floor'))}")
     return "\n".join(out)

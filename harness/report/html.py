@@ -11,7 +11,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from harness.report.cells import HEADER, summary_rows
+from harness.report.cells import HEADER, memory_caveats, not_measured, summary_rows
 
 E = html.escape
 COLORS = {"pass": "#2e7d32", "fail": "#c62828", "ok": "#2e7d32", "fallback": "#f9a825", "failed": "#c62828",
@@ -217,7 +217,16 @@ def _decision_card(d: Optional[dict]) -> str:
     s = d.get("suggested") or {}
     cap = d.get("capacity") or {}
     fails = d.get("budget_failures") or []
-    parts = ['<div class="card" id="decision">', f'<div class="rec">{E(d.get("label") or "No recommendation")}</div>']
+    provisional = d.get("status") == "provisional"
+    label = d.get("label") or "No recommendation"
+    parts = ['<div class="card" id="decision">',
+             f'<div class="rec">{"Provisional: " if provisional else ""}{E(label)}</div>']
+    if provisional:
+        cmds = list(dict.fromkeys(m["command"] for m in d.get("missing") or [] if m.get("command")))
+        parts += ['<p class="bad">This recommendation may change: evidence it rests on is missing.</p>',
+                  _ul([f"{m['what']} — {m.get('why') or m.get('cause') or ''}" for m in d.get("missing") or []])]
+        if cmds:
+            parts.append(f"<p>Measure it (after fixing the cause) with <code>{E(cmds[0])}</code>.</p>")
     if d.get("rule"):
         winner = next(r for r in d["rules"] if r["id"] == d["rule"])
         parts.append(f"<p>Rule <b>{E(d['rule'])}</b>: {E(winner['condition'])}.</p>")
@@ -261,14 +270,23 @@ def _budget_plots(doc: dict) -> str:
                                                             "memory_fraction × memory_budget_mb", mem_rows, "MB"))
 
 
+def _op_cell(m: dict, op: str, col: str) -> tuple[str, str, str]:
+    """An operator-support cell: model nodes of the op in the model, and how
+    many of them the CPU EP received there."""
+    st = m["cells"][op][col]
+    n = (m.get("fallback_nodes") or {}).get(op, {}).get(col)
+    label = st.replace("cpu_fallback", "fallback") + (f" {n}" if n else "")
+    where = f"; {n} on the CPU" if n else ""
+    return COLORS[st], label, f"{op} ({m['nodes'].get(op) or 0} model node(s){where}) on {col}: {st}"
+
+
 def _matrices(doc: dict) -> str:
     out = ["<h2>Operator support (CPU fallback heatmap)</h2>", _legend(["accelerated", "cpu", "cpu_fallback",
                                                                       "unsupported", "unknown"]), '<div class="grid">']
     for c, m in (doc.get("operator_support") or {}).items():
         out.append(f"<figure><figcaption>{E(c)}</figcaption>" + _heatmap(
             f"plot-fallback-{c}", "fallback", f"Operator support of {c}", m["rows"], m["columns"],
-            lambda r, col, m=m: (COLORS[m["cells"][r][col]], m["cells"][r][col].replace("cpu_fallback", "fallback"),
-                                 f"{r} ({m['nodes'].get(r) or 0} node(s)) on {col}: {m['cells'][r][col]}")) + "</figure>")
+            lambda r, col, m=m: _op_cell(m, r, col)) + "</figure>")
     out.append("</div>")
     out += ["<h2>Cross-platform divergence</h2>", "<p>Top-1 disagreement for class scores, else relative L2, "
             "between the same candidate's outputs on two targets; red when outside the quality policy.</p>",
@@ -332,10 +350,16 @@ def render(doc: dict) -> str:
             _sustained_plots(doc["results"]), _budget_plots(doc), _matrices(doc),
             "<h2>Parity against the reference</h2>", _parity_table(doc),
             "<h2>All results</h2>", _table(HEADER, summary_rows(doc["results"]))]
+    if memory_caveats(doc["results"]):
+        body += ["<p>Peak memory marked † leaves out memory held outside the measured process:</p>",
+                 _ul(memory_caveats(doc["results"]))]
+    gaps = not_measured(doc["results"])
+    if gaps:
+        body += ["<h2>Not measured — why, and what fixes it</h2>", _ul([g[:1200] for g in gaps])]
     errs = [f"{r['job']}: {r['error'].get('stage')}/{r['error'].get('kind')}: {str(r['error'].get('message'))[:300]}"
-            for r in doc["results"] if r.get("error")]
+            for r in doc["results"] if r.get("error") and r["error"].get("stage") != "plan"]
     if errs:
-        body += ["<h2>Errors and gaps</h2>", _ul(errs)]
+        body += ["<h2>Errors</h2>", _ul(errs)]
     if doc.get("analysis_errors"):
         body += ["<h2>Analysis errors</h2>", _ul(doc["analysis_errors"], "bad")]
     csp = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"

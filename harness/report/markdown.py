@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.report.analysis_md import render_analysis
-from harness.report.cells import HEADER, fmt_ms, summary_rows, table
+from harness.report.cells import HEADER, fmt_ms, memory_caveats, not_measured, summary_rows, table
 
 
 def render(doc: dict) -> str:
@@ -11,10 +11,19 @@ def render(doc: dict) -> str:
     parts = [f"# harness report — run {run['id']}", "",
              f"Cohort **{run['cohort']}** · started {run['started']} · finished {run['finished'] or '—'} · "
              f"status {run['status']} · harness {run['harness_version']}", "",
-             "## Results", "", table(HEADER, summary_rows(doc["results"])), ""]
-    errors = [r for r in doc["results"] if r.get("error")]
+             "## Results", "", table(HEADER, summary_rows(doc["results"])), "",
+             "p99/p50 is the spread of the latency distribution (the workload's, reported, not flagged); "
+             "`unstable` means the measurement itself cannot be trusted (see Measurement warnings).", ""]
+    caveats = memory_caveats(doc["results"])
+    if caveats:
+        parts += ["Peak memory marked † leaves out memory held outside the measured process:", ""] + \
+            [f"- {c}" for c in caveats] + [""]
+    gaps = not_measured(doc["results"])
+    if gaps:
+        parts += ["## Not measured", "", "Why, and what fixes it:", ""] + [f"- {_one_line(g, 800)}" for g in gaps] + [""]
+    errors = [r for r in doc["results"] if r.get("error") and r["error"].get("stage") != "plan"]
     if errors:
-        parts += ["## Errors and gaps", ""]
+        parts += ["## Errors", ""]
         for r in errors:
             e = r["error"]
             parts.append(f"- `{r['job']}` — **{e.get('stage')}/{e.get('kind')}**: {_one_line(e.get('message', ''))}")
@@ -61,7 +70,8 @@ def _repeats_section(doc: dict) -> list[str]:
             continue
         rows.append([key, str(r["sessions"]), ", ".join(fmt_ms(x) for x in r["session_p50_ms"]),
                      fmt_ms(r["between_session_std_ms"]), fmt_ms(r["within_session_std_ms"]),
-                     f"{100 * r['between_share']:.1f}% of variance between sessions"])
+                     f"{100 * r['between_share']:.1f}% of variance between sessions"
+                     + (f"; session p90s vary ±{100 * r['p90_cv']:.0f}%" if r.get("p90_cv") is not None else "")])
     return ["## Repeated sessions", "", table(["job", "sessions", "session p50 ms", "between-session std",
                                                 "within-session std", "note"], rows), ""]
 

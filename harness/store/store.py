@@ -323,6 +323,18 @@ class Store:
                  "job": r.job_key, "profile": r.profile, "target": r.target, "status": r.status,
                  "record": records.from_row(r.record_json, r.samples, as_array=True)} for r in rows]
 
+    def records_on(self, profile: str, target: str, limit: int = limits.NOISE_MAX_RECORDS) -> list[dict]:
+        """The newest measured records of any candidate on one device profile
+        and runtime target, without their samples (`timing.sessions` keeps
+        each session's figures), newest first, each with `_run_id`: what the
+        noise floor learns from (harness.analysis.noise)."""
+        q = (select(results.c.run_id, results.c.record_json)
+             .where(results.c.profile == profile, results.c.target == target, results.c.status == "ok")
+             .order_by(results.c.created.desc()).limit(min(limit, limits.NOISE_MAX_RECORDS)))
+        with self._read() as c:
+            rows = c.execute(q).all()
+        return [{**json.loads(r.record_json), "_run_id": r.run_id} for r in rows]
+
     # -- blobs (probes, labels, reference outputs) ----------------------------
     def put_blob(self, run_id: str, name: str, data: bytes) -> None:
         ins = self._insert(blobs)

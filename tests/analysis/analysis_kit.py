@@ -20,7 +20,7 @@ def profile(pid, platform="linux", tier="mid", share=0.0, budget=None, targets=(
 
 def rec(profile_: dict, candidate="m", *, samples=None, peak_mb=None, ep=None, runtime=None, version="1.20.0",
         error=None, technique="baseline", precision="fp32", placement=None, size_bytes=4000, parity=None,
-        params=1000):
+        params=1000, sessions=None, sha256="x"):
     t = (profile_["targets"][0])
     ep = ep or t["ep"]
     runtime = runtime or t["runtime"]
@@ -29,11 +29,19 @@ def rec(profile_: dict, candidate="m", *, samples=None, peak_mb=None, ep=None, r
                     "profile": profile_["id"], "platform": profile_["platform"], "tier": profile_["tier"],
                     "share": profile_["share"], "memory_budget_mb": profile_["memory_budget_mb"], "facts": {}},
          "candidate": candidate, "technique": technique,
-         "model": {"sha256": "x", "format": "onnx", "size_bytes": size_bytes, "params": params, "precision": precision},
+         "model": {"sha256": sha256, "format": "onnx", "size_bytes": size_bytes, "params": params,
+                   "precision": precision},
          "runtime": {"name": runtime, "version": version, "ep": ep, "options": {}},
          "target": f"{runtime}@any/{ep}", "timing": None, "memory": None, "placement": placement, "parity": parity,
          "validity": None, "error": error}
-    if error is None or samples is not None:
+    if sessions is not None:
+        # Several sessions: the timing block the record builder makes.
+        from harness.kernel.measure import sessions as ses_stats
+
+        s = [float(x) for part in sessions for x in part]
+        timing, _ = ses_stats.describe(s, [{"n": len(part)} for part in sessions])
+        r["timing"] = {"samples_ms": s, **timing}
+    elif error is None or samples is not None:
         s = list(samples if samples is not None else [1.0] * 50)
         r["timing"] = {"samples_ms": s, **stats.summarize(s)}
     if peak_mb is not None:

@@ -111,7 +111,8 @@ def test_outputs_from_a_node_io_build_match_the_reference(phones, lab, adb_port,
     spec = job("job-out", p.serial, model, probes=3, seed=5, options={"cpu_affinity": "0"})
     res = d.run(spec, lambda *a: None, threading.Event())
     assert res.error is None, res.error
-    assert res.details["affinity"] == {"pin": "cpu_affinity", "mask": "1"}
+    assert res.details["affinity"] == {"pin": "cpu_affinity", "mask": "1", "cpus": [0]}
+    assert res.details["threads"]["intra_op"] == 1  # one thread per pinned core
     assert all("exec taskset 1 " in s.command for s in p.sessions_matching("onnxruntime_perf_test"))
     assert len(res.outputs) == 3
     for probe, got in zip(spec.probes, res.outputs):

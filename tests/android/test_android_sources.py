@@ -8,39 +8,39 @@ import json
 import pytest
 
 from agents import placement as pl
-from agents.android import adb, facts, perftest
+from agents.android import adb, facts, perftest, releases
 
 
 # -- onnxruntime_perf_test: which flags a release takes --------------------------------
 def test_session_entries_need_a_1_18_runner():
-    with pytest.raises(perftest.TooOld) as exc:
-        perftest.plan_options("cpu", {"session.intra_op.allow_spinning": "0"}, "1.17")
+    with pytest.raises(releases.TooOld) as exc:
+        releases.plan_options("cpu", {"session.intra_op.allow_spinning": "0"}, "1.17")
     assert "too old" in str(exc.value) and "-C" in str(exc.value) and "1.18" in str(exc.value)
-    plan = perftest.plan_options("cpu", {"session.intra_op.allow_spinning": "0"}, "1.18")
+    plan = releases.plan_options("cpu", {"session.intra_op.allow_spinning": "0"}, "1.18")
     assert plan.flags == ["-C", "session.intra_op.allow_spinning|0"]
 
 
 def test_layout_optimisation_level_needs_a_1_23_runner():
-    with pytest.raises(perftest.TooOld, match="1.23"):
-        perftest.plan_options("cpu", {"graph_optimization_level": "layout"}, "1.22")
-    assert perftest.plan_options("cpu", {"graph_optimization_level": "layout"}, "1.23").flags == ["-o", "3"]
-    assert perftest.plan_options("cpu", {"graph_optimization_level": "all"}, "1.12").flags == ["-o", "99"]
+    with pytest.raises(releases.TooOld, match="1.23"):
+        releases.plan_options("cpu", {"graph_optimization_level": "layout"}, "1.22")
+    assert releases.plan_options("cpu", {"graph_optimization_level": "layout"}, "1.23").flags == ["-o", "3"]
+    assert releases.plan_options("cpu", {"graph_optimization_level": "all"}, "1.12").flags == ["-o", "99"]
 
 
 def test_ep_names_by_release():
-    assert perftest.ep_too_old("qnn", "1.14") is not None and perftest.ep_too_old("qnn", "1.15") is None
-    assert "1.20" in str(perftest.ep_too_old("webgpu", "1.19")) and perftest.ep_too_old("webgpu", "1.20") is None
-    assert perftest.ep_too_old("nnapi", "1.12") is None and perftest.ep_too_old("xnnpack", "1.12") is None
+    assert releases.ep_too_old("qnn", "1.14") is not None and releases.ep_too_old("qnn", "1.15") is None
+    assert "1.20" in str(releases.ep_too_old("webgpu", "1.19")) and releases.ep_too_old("webgpu", "1.20") is None
+    assert releases.ep_too_old("nnapi", "1.12") is None and releases.ep_too_old("xnnpack", "1.12") is None
 
 
 def test_the_strict_probe_needs_session_entries():
-    assert perftest.STRICT_PROBE_SINCE == (1, 18)
+    assert releases.STRICT_PROBE_SINCE == (1, 18)
 
 
 @pytest.mark.parametrize("ep,version", [("cpu", "1.20"), ("xnnpack", "1.23"), ("webgpu", "1.22"),
                                         ("qnn", "1.14"), ("acl", "1.19")])
 def test_provider_options_an_ep_ignores_are_not_passed_or_recorded_as_applied(ep, version):
-    plan = perftest.plan_options(ep, {"ep.some_key": "v", "intra_op_threads": "2"}, version)
+    plan = releases.plan_options(ep, {"ep.some_key": "v", "intra_op_threads": "2"}, version)
     assert "-i" not in plan.flags and plan.flags == ["-x", "2"]
     assert plan.applied == {"intra_op_threads": "2"}
     assert "ep.some_key" in plan.not_applied and "ignores -i" in plan.not_applied["ep.some_key"]
@@ -52,7 +52,7 @@ def test_provider_options_an_ep_ignores_are_not_passed_or_recorded_as_applied(ep
 def test_provider_options_an_ep_reads_are_passed(ep, version, want):
     opts = {"qnn": {"ep.backend_type": "htp"}, "nnapi": {"ep.NNAPI_FLAG_USE_FP16": "1"},
             "acl": {"ep.enable_fast_math": "true"}}[ep]
-    plan = perftest.plan_options(ep, opts, version)
+    plan = releases.plan_options(ep, opts, version)
     assert plan.flags == want and plan.applied == opts and not plan.not_applied
 
 
@@ -89,9 +89,9 @@ def test_average_line_of_1_24_and_of_earlier_releases():
 
 def test_cpu_figure_is_read_against_android_half_core_count():
     # posix/utils.cc divides by GetNumPhysicalCpuCores(), hardware_concurrency()/2 on Android.
-    assert perftest.cpu_cores_busy(150, online_cpus=8) == pytest.approx(6.0)
-    assert perftest.cpu_cores_busy(100, online_cpus=1) == pytest.approx(1.0)
-    assert perftest.cpu_cores_busy(None, online_cpus=8) is None
+    assert releases.cpu_cores_busy(150, online_cpus=8) == pytest.approx(6.0)
+    assert releases.cpu_cores_busy(100, online_cpus=1) == pytest.approx(1.0)
+    assert releases.cpu_cores_busy(None, online_cpus=8) is None
 
 
 def test_adsp_library_path_keeps_the_system_dsp_folders():
@@ -118,10 +118,10 @@ LEGACY_ALL = [
 def test_placement_lines_of_releases_before_1_13():
     mixed = pl.parse_verbose_log(LEGACY_MIXED)
     assert mixed is not None
-    assert mixed.nodes_by_ep == {"NnapiExecutionProvider": 1, "CPUExecutionProvider": 2}
-    assert dict(mixed.ops_by_ep["CPUExecutionProvider"]) == {"Softmax": 1, "TopK": 1}
+    assert mixed.counted == {"NnapiExecutionProvider": 1, "CPUExecutionProvider": 2}
+    assert mixed.listed["CPUExecutionProvider"] == [("Softmax", "sm"), ("TopK", "top, k")]
     whole = pl.parse_verbose_log(LEGACY_ALL)
-    assert whole is not None and "CPUExecutionProvider" in whole.nodes_by_ep
+    assert whole is not None and list(whole.counted) == ["CPUExecutionProvider"]
 
 
 # -- ONNX Runtime's profile with a quote in a node name -------------------------------------

@@ -100,3 +100,37 @@ def test_token_auth(tmp_path, store_url):
         assert get(d, "/", headers={"Authorization": "Basic !!!"}).status_code == 401
     finally:
         d.stop()
+
+
+def test_harness_serve_command(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from dashkit import lab_store
+    from labkit import harness_cli
+
+    store = tmp_path / "lab.sqlite"
+    lab_store(str(store), tmp_path)
+    p = harness_cli("serve", "--store", store, "--listen", "0.0.0.0:0", cwd=tmp_path)
+    assert p.returncode == 2 and p.stderr.startswith("error: --listen 0.0.0.0:0: not a loopback address")
+    port_file = tmp_path / "port"
+    exe = Path(sys.executable).parent / "harness"
+    proc = subprocess.Popen([str(exe), "serve", "--store", str(store), "--listen", "127.0.0.1:0",
+                             "--port-file", str(port_file)], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not port_file.exists():
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "no port file"
+            time.sleep(0.1)
+        base = f"http://127.0.0.1:{port_file.read_text()}"
+        r = httpx.get(base + "/", timeout=30)
+        assert r.status_code == 200 and GAP_RUN in r.text and "app;dur=" in r.headers["server-timing"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    assert proc.returncode in (0, 130, -signal.SIGINT)

@@ -12,21 +12,13 @@ from pathlib import Path
 import pytest
 
 import modelkit
-from labkit import harness_cli, write_lab
+from labkit import harness_cli, host_cohort, write_lab
 from harness.controller.client import AgentClient
 
 
 def cohort(tmp_path, min_s, name="f"):
-    root = tmp_path / "profiles"
-    (root / "cohorts").mkdir(parents=True, exist_ok=True)
-    (root / "devices").mkdir(exist_ok=True)
-    (root / "devices" / "host-cpu.yaml").write_text(
-        "id: host-cpu\nplatform: linux\nmatch: {driver: host}\n"
-        "targets:\n  - {runtime: onnxruntime, ep: cpu, options: {intra_op_threads: 1}}\n")
-    path = root / "cohorts" / f"{name}.yaml"
-    path.write_text(f"name: {name}\ndevices: [host-cpu]\n"
-                    f"measure: {{warmup_runs: 1, warmup_s: 0, min_runs: 60, min_s: {min_s}, max_s: {min_s + 5}, target_ci: 0}}\n")
-    return path
+    return host_cohort(tmp_path, name, f"{{warmup_runs: 1, warmup_s: 0, min_runs: 60, min_s: {min_s}, "
+                                       f"max_s: {min_s + 5}, target_ci: 0}}")
 
 
 def controller(args, cwd):

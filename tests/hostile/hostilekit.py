@@ -12,6 +12,7 @@ the agent cannot take the test process with it.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 import signal
@@ -56,6 +57,14 @@ IDENT = re.compile(r"[0-9a-f]{64}")
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+_ids = itertools.count(1)
+
+
+def next_id(prefix: str) -> str:
+    """A job id no other case of this run uses."""
+    return f"{prefix}.{next(_ids)}"
 
 
 class Agent:

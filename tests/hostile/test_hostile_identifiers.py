@@ -5,13 +5,12 @@ trailing newline, a NUL, `..`, a 10 KB string and non-ASCII text, and must
 be refused with INVALID_ARGUMENT naming the field."""
 
 import grpc
+import numpy as np
 import pytest
 
 from hostilekit import cancel_quietly, onnx_model, refusal, run, sha, tensor, upload
 from hostilekit import job as make_job
 from harness._proto.v1 import agent_pb2 as pb
-
-import numpy as np
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 GOOD_DIGEST = sha(b"an identifier test")

@@ -16,7 +16,7 @@ import grpc
 import numpy as np
 import pytest
 
-from hostilekit import CHUNK, MiB, PROBE_LIMIT, assert_refused, onnx_model, refusal, run, sha, tensor, upload
+from hostilekit import CHUNK, MiB, PROBE_LIMIT, onnx_model, refusal, run, sha, tensor, upload
 from hostilekit import job as make_job
 from harness._proto.v1 import agent_pb2 as pb
 

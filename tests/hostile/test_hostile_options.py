@@ -7,7 +7,7 @@ configuration, by name."""
 import grpc
 import pytest
 
-from hostilekit import assert_refused, cancel_quietly, onnx_model, refusal, run, upload
+from hostilekit import assert_refused, cancel_quietly, next_id, onnx_model, refusal, run, upload
 from hostilekit import job as make_job
 from labkit import AgentProcess
 
@@ -67,7 +67,7 @@ def test_a_library_path_from_the_wire_is_never_loaded(host_agent, model, marker_
 def test_keys_off_the_allow_list_are_refused_by_name(host_agent, model, device, ep, key, value):
     dev = _host_device(host_agent) if device == "host" else device
     runtime = {"sim:web": "onnxruntime-web", "sim:iphone": "coreml"}.get(device, "onnxruntime")
-    j = make_job(f"opt.{abs(hash(key)) % 10**8}.{ep}", dev, model, runtime=runtime, ep=ep,
+    j = make_job(next_id("opt"), dev, model, runtime=runtime, ep=ep,
                  fmt="onnx", options={key: value})
     try:
         err = refusal(lambda: run(host_agent.stub, j, timeout=60))
@@ -104,7 +104,7 @@ def test_a_key_newer_than_the_device_runtime_is_refused(host_agent, model):
 def test_option_values_are_checked(host_agent, model, device, ep, key, value):
     dev = _host_device(host_agent) if device == "host" else device
     runtime = "onnxruntime-web" if device == "sim:web" else "onnxruntime"
-    j = make_job(f"val.{abs(hash((key, value))) % 10**8}", dev, model, runtime=runtime, ep=ep, options={key: value})
+    j = make_job(next_id("val"), dev, model, runtime=runtime, ep=ep, options={key: value})
     try:
         err = refusal(lambda: run(host_agent.stub, j, timeout=60))
     finally:
@@ -119,7 +119,7 @@ def test_option_values_are_checked(host_agent, model, device, ep, key, value):
     ({"intra_op_threads": "1" * 10_000}, ["intra_op_threads"]),
 ])
 def test_oversized_option_maps_are_refused(host_agent, model, options, words):
-    j = make_job("opt.big", "sim:phone", model, options=options)
+    j = make_job(next_id("opt.big"), "sim:phone", model, options=options)
     try:
         err = refusal(lambda: run(host_agent.stub, j))
     finally:
@@ -135,7 +135,7 @@ def test_oversized_option_maps_are_refused(host_agent, model, options, words):
     ("intra_op_threads", "\u0663"),                         # Arabic-Indic 3 (int() accepts it)
 ])
 def test_lookalike_keys_and_values_are_refused(host_agent, model, key, value):
-    j = make_job("opt.uni", "sim:phone", model, options={key: value})
+    j = make_job(next_id("opt.uni"), "sim:phone", model, options={key: value})
     try:
         err = refusal(lambda: run(host_agent.stub, j))
     finally:
@@ -153,7 +153,7 @@ def test_lookalike_keys_and_values_are_refused(host_agent, model, key, value):
 ])
 def test_allow_listed_options_run(host_agent, model, device, runtime, ep, options):
     dev = _host_device(host_agent) if device == "host" else device
-    j = make_job(f"ok.{abs(hash(str(options))) % 10**8}", dev, model, runtime=runtime, ep=ep, options=options)
+    j = make_job(next_id("ok"), dev, model, runtime=runtime, ep=ep, options=options)
     _, res = run(host_agent.stub, j, timeout=120)
     assert not res.HasField("error"), res.error.message
     assert dict(res.runtime.options).items() >= options.items()
@@ -183,7 +183,7 @@ def test_custom_ops_come_from_the_agent_configuration_by_name(tmp_path, marker_l
         assert marker.read_text().count("loaded") >= 1, "the configured library was not loaded"
         for value, words in (("nope", ["custom_ops", "markerops"]), (str(lib), ["custom_ops"]),
                              ("markerops,../x", ["custom_ops"])):
-            err = refusal(lambda: run(stub, make_job(f"ops.{abs(hash(value)) % 10**6}", dev, digest,
+            err = refusal(lambda: run(stub, make_job(next_id("ops"), dev, digest,
                                                       options={"custom_ops": value})))
             assert_refused(err, INVALID, *words)
         assert stub.Describe(pb.DescribeRequest(), timeout=30).devices
@@ -208,7 +208,7 @@ def test_the_probe_tensor_type_is_not_a_way_in(host_agent, model):
     # structured spec and build something that is not a plain number array.
     for dtype in ("object", "O", "V8", "<f4,<i4", "float32\n"):
         probes = [pb_set("x", dtype, [1], b"\0" * 8)]
-        j = make_job(f"dt.{abs(hash(dtype)) % 10**6}", "sim:phone", model, probes=probes)
+        j = make_job(next_id("dt"), "sim:phone", model, probes=probes)
         err = refusal(lambda: run(host_agent.stub, j))
         assert_refused(err, INVALID, "dtype")
     host_agent.assert_alive()

@@ -170,7 +170,10 @@ def test_hanging_model_times_out_and_agent_keeps_serving(tmp_path, client):
     assert res2["error"] is None and res2["samples_ms"]
 
 
-def test_runtime_crash_is_an_error_row_and_agent_keeps_serving(tmp_path, client):
+def test_runtime_crash_is_an_error_row_and_agent_keeps_serving(tmp_path):
+    from agents.server import AgentConfig, start
+    from harness.controller.client import AgentClient
+
     cc = c_compiler()
     if not cc:
         pytest.skip("no C compiler to build the crashing custom-op library")
@@ -179,14 +182,23 @@ def test_runtime_crash_is_an_error_row_and_agent_keeps_serving(tmp_path, client)
                    "  volatile int *p = (int *)0; *p = 1; return 0;\n}\n")
     lib = tmp_path / "libcrash.so"
     subprocess.run([cc, "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
-    dev = host_device(client)
-    digest = upload(client, modelkit.mlp(tmp_path / "m.onnx", batch=1))
-    probes = [{"x": np.ones((1, 16), np.float32)}]
-    _, res = collect(client, job("x.1", dev, digest, probes, options={"custom_ops_library": str(lib)}))
-    assert res["error"]["kind"] == "crash"
-    assert "SIGSEGV" in res["error"]["message"]
-    _, res2 = collect(client, job("x.2", dev, digest, probes))
-    assert res2["error"] is None
+    # Custom-op libraries come from the agent's configuration, by name.
+    agent = start(AgentConfig(listen="127.0.0.1:0", drivers=("host",), cache_dir=str(tmp_path / "cache"),
+                              driver_config={"host": {"work_dir": str(tmp_path / "work")}},
+                              custom_ops={"crash": str(lib)}))
+    client = AgentClient("crash", agent.address)
+    try:
+        dev = host_device(client)
+        digest = upload(client, modelkit.mlp(tmp_path / "m.onnx", batch=1))
+        probes = [{"x": np.ones((1, 16), np.float32)}]
+        _, res = collect(client, job("x.1", dev, digest, probes, options={"custom_ops": "crash"}))
+        assert res["error"]["kind"] == "crash"
+        assert "SIGSEGV" in res["error"]["message"]
+        _, res2 = collect(client, job("x.2", dev, digest, probes))
+        assert res2["error"] is None
+    finally:
+        client.close()
+        agent.stop(1.0)
 
 
 def test_model_errors_are_results(tmp_path, client):
@@ -221,5 +233,8 @@ def test_malformed_jobs_are_refused(client):
     assert "INVALID_ARGUMENT" in str(err.value) or "job_id" in str(err.value)
     bad_tensor = pb.TensorSet(tensors=[pb.Tensor(name="x", dtype="float32", shape=[4], data=b"\0" * 3)])
     with pytest.raises(Exception) as err:
-        collect(client, pb.Job(job_id="bad.t", device_id=dev.id, timeout_s=5, probes=[bad_tensor]))
+        collect(client, pb.Job(job_id="bad.t", device_id=dev.id, timeout_s=5, probes=[bad_tensor],
+                               models=[pb.ModelRef(digest="0" * 64, format="onnx")],
+                               target=pb.RuntimeTarget(runtime="onnxruntime", ep="cpu"),
+                               measure=wire.policy_to_pb(QUICK)))
     assert "bytes do not hold" in str(err.value)

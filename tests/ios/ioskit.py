@@ -19,6 +19,9 @@ from typing import Optional
 import numpy as np
 
 INPUT_SHAPE = (1, 3, 16, 16)
+# What a lab's agent.yaml gives the ios driver so phones can run coremltools'
+# runner app (a team and a bundle identifier of its own).
+SIGNING = {"development_team": "ABCDE12345", "bundle_identifier": "org.example.lab.modelrunner"}
 
 
 def tiny_net(seed: int = 0):
@@ -179,8 +182,10 @@ TINY_PLAN_CPU = program_plan([
 
 
 def write_recording(folder: Path, *, sessions: dict, outputs: Optional[dict] = None, phones=(), sims=None,
-                    remote=(True, ""), sw_vers: Optional[str] = None) -> Path:
-    """A recording file (and its outputs.npz: feed key -> outputs)."""
+                    remote=(True, ""), sw_vers: Optional[str] = None, **extra) -> Path:
+    """A recording file (and its outputs.npz: feed key -> outputs). `extra`:
+    `wakes` (devicectl identifier -> the tunnel state waking it gives),
+    `xcode` ({"devicectl": path or None}), `coremltools` (its version)."""
     from agents.ios.recorded import feed_key
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -193,7 +198,7 @@ def write_recording(folder: Path, *, sessions: dict, outputs: Optional[dict] = N
         np.savez(folder / "outputs.npz", **arrays)
     rec = {"sysctl": sysctl_text(), "sw_vers": sw_vers or sw_vers_text(), "hostname": "lab-mac",
            "devicectl": devicectl_json(list(phones)), "simctl": simctl_json(sims or {}),
-           "remote_support": list(remote), "sessions": sessions}
+           "remote_support": list(remote), "sessions": sessions, **extra}
     path = folder / "recording.json"
     path.write_text(json.dumps(rec, indent=1))
     return path

@@ -37,7 +37,8 @@ def _driver(tmp_path, **kw):
     import agents.ios
 
     rec = ioskit.write_recording(tmp_path / "rec", sessions={}, **kw)
-    return agents.ios.create({"backend": "recorded", "recording": str(rec), "work_dir": str(tmp_path / "w")})
+    return agents.ios.create({"backend": "recorded", "recording": str(rec), "work_dir": str(tmp_path / "w"),
+                              **ioskit.SIGNING})
 
 
 def test_mac_phones_and_simulators_with_facts_states_and_compute_units(tmp_path):
@@ -77,7 +78,7 @@ def test_mac_phones_and_simulators_with_facts_states_and_compute_units(tmp_path)
     # iOS 15 has no cpuAndNeuralEngine compute units (new in iOS 16).
     assert devs["device-00008030-000A"].runtimes[0].eps == ("all", "cpu_and_gpu", "cpu_only")
     assert devs["device-00008110-000B"].state == "offline"
-    assert "tunnel is disconnected" in devs["device-00008110-000B"].state_reason
+    assert "tunnel stayed disconnected" in devs["device-00008110-000B"].state_reason
     assert devs["device-00008110-000C"].state == "unauthorized"
     assert "Developer Mode is off" in devs["device-00008110-000C"].state_reason
     assert devs["device-00008103-000D"].facts["os_version"].startswith("iPadOS")

@@ -41,7 +41,8 @@ def lab(tiny, tmp_path_factory):
                   f"device-{PHONE_OLD}/all": {**session, "compute_plan": ioskit.TINY_PLAN_ALL}},
         phones=[ioskit.phone(), ioskit.phone(udid=PHONE_OLD, os="17.0.3", build="21A360")],
         sims={SIM: [ioskit.simulator()]})
-    drv = agents.ios.create({"backend": "recorded", "recording": str(rec), "work_dir": str(d / "work")})
+    drv = agents.ios.create({"backend": "recorded", "recording": str(rec), "work_dir": str(d / "work"),
+                             **ioskit.SIGNING})
     drv.devices()
     return {"driver": drv, "zip": packed, "digest": sha256_file(packed), "probes": probes, "outs": outs, "dir": d}
 

@@ -22,7 +22,7 @@ import ioskit
 SIM = "com.apple.CoreSimulator.SimRuntime.iOS-17-4"
 SIM_ID = "sim-8C1F4C2E-5B7A-4D3C-9E21-0A1B2C3D4E5F"
 PHONE = "device-00008110-001A2B3C4D5E801E"
-SIGNING = {"development_team": "ABCDE12345", "bundle_identifier": "org.example.lab.modelrunner"}
+SIGNING = ioskit.SIGNING
 POLICY = dict(warmup_runs=1, warmup_s=0, min_runs=3, min_s=0, max_s=10, target_ci=0)
 
 
@@ -104,7 +104,7 @@ def test_a_simulator_job_runs_through_the_runner_app(tmp_path, packed):
     load = res.details["load"]
     assert load["load_ms"] == 38.0 and "runner app reports" in load["method"]
     assert load["sent"] == "model.mlmodelc/"  # the compiled folder, as coremltools sends it
-    assert res.samples_ms == (1.4, 1.3, 1.2)
+    assert res.samples_ms == (1.5, 1.4, 1.3)  # Core ML's durations as the app reports them, after the first run
     assert res.placement is not None and res.placement.source == "plan"
     assert res.placement.nodes_by_ep == {"cpu": 2, "gpu": 1, "neural_engine": 4}
     assert len(res.outputs) == 2
@@ -119,7 +119,7 @@ def test_coremltools_own_poll_gives_up_on_an_answer_after_ten_seconds(tmp_path):
 
     from coremltools.models.ml_program.experimental import remote_device as rd
 
-    from agents.ios.recorded import RecordedApp
+    from agents.ios.recorded_app import RecordedApp
 
     with RecordedApp.start(tmp_path, {"load": {"load_ms": 5.0}, "respond_after_s": {"MLModelService.Load": SLOW_S}},
                            base=tmp_path) as app:

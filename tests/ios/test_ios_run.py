@@ -34,7 +34,7 @@ def test_planner_gives_onnx_only_candidates_a_needs_artefact_gap(tmp_path):
 
     rec = ioskit.write_recording(tmp_path / "rec", sessions={}, phones=[ioskit.phone()],
                                  sims={SIM: [ioskit.simulator(name="iPhone 13", type_id="iPhone-13")]})
-    devices = _inventory(agents.ios.create({"backend": "recorded", "recording": str(rec)}))
+    devices = _inventory(agents.ios.create({"backend": "recorded", "recording": str(rec), **ioskit.SIGNING}))
     profile = load_profile_file(PROJECT_PROFILES / "devices" / "iphone-13.yaml")
     arts = {"teacher": {"onnx": Artefact("teacher", "onnx", "a" * 64, "t.onnx", 10)},
             "student": {"onnx": Artefact("student", "onnx", "b" * 64, "s.onnx", 10),

@@ -15,9 +15,19 @@ def _one_error_line(proc):
     return lines[0]
 
 
-def test_static_without_eval_is_one_line_and_writes_nothing(cli, tmp_path):
+def test_without_eval_it_makes_dynamic_and_fp16_and_says_what_static_needs(cli, tmp_path):
     model = qkit.cnn(tmp_path / "m.onnx")
-    proc = cli("quantize", model, "--out-dir", tmp_path / "q")
+    proc = cli("quantize", model, "--out", tmp_path / "q")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(f.name for f in (tmp_path / "q").iterdir()) == ["m.fp16.onnx", "m.int8-dynamic.onnx"]
+    assert "note: static INT8 needs calibration data: give --eval DATA.npz" in proc.stdout
+    short = cli("quantize", model, "-o", tmp_path / "r", "--variants", "fp16")
+    assert short.returncode == 0 and [f.name for f in (tmp_path / "r").iterdir()] == ["m.fp16.onnx"]
+
+
+def test_static_asked_for_without_eval_is_one_line_and_writes_nothing(cli, tmp_path):
+    model = qkit.cnn(tmp_path / "m.onnx")
+    proc = cli("quantize", model, "--out", tmp_path / "q", "--variants", "static")
     assert proc.returncode != 0
     line = _one_error_line(proc)
     assert "static INT8 needs calibration data" in line and "--eval" in line

@@ -116,8 +116,14 @@ def test_per_tensor_int8_activations_and_options_are_honoured(tmp_path, model, d
 
 def test_static_without_eval_is_refused_before_anything_is_written(tmp_path, model):
     with pytest.raises(ConfigError, match="static INT8 needs calibration data: give --eval"):
-        quantize(model, out_dir=tmp_path / "q")
+        quantize(model, variants=["static", "fp16"], out_dir=tmp_path / "q")
     assert not (tmp_path / "q").exists()
+
+
+def test_by_default_without_eval_the_variants_that_need_no_data_are_made(tmp_path, model):
+    out = quantize(model, out_dir=tmp_path / "q")
+    assert [v.kind for v in out.variants] == ["dynamic", "fp16"]
+    assert any(n.startswith("static INT8 needs calibration data: give --eval") for n in out.notes)
 
 
 def test_eval_set_without_the_model_input_names_it(tmp_path, model):

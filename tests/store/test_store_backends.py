@@ -163,3 +163,16 @@ def test_postgres_samples_are_stored_compactly(pg_url):
         assert n == 8 * 1000 and "samples_ms" not in rec  # 8 bytes a sample, not JSON text
     finally:
         s.close()
+
+
+def test_which_store_a_command_uses(tmp_path):
+    from harness.store.engine import choose
+
+    env = {"HARNESS_STORE": "postgresql://ci@db/h"}
+    assert choose("flag.sqlite", "lab.sqlite", tmp_path, env) == "flag.sqlite"  # --store first
+    assert choose(None, "lab.sqlite", tmp_path, env) == "postgresql://ci@db/h"  # then the environment
+    assert choose(None, "lab.sqlite", tmp_path, {}) == str(tmp_path / "lab.sqlite")  # then the lab file, beside it
+    assert choose(None, "postgresql://u@h/d", tmp_path, {}) == "postgresql://u@h/d"
+    assert choose(None, None, None, {"HARNESS_STORE": "  "}) is None  # then the default file
+    assert locate(None, cwd=tmp_path, environ={}).path == tmp_path / ".harness" / "results.sqlite"
+    assert locate(None, environ=env).backend == "postgresql"

@@ -62,8 +62,11 @@ def test_stalls_crowded_into_one_stretch_are_a_disturbance_spread_evenly_they_ar
 def test_a_small_change_that_does_not_move_the_p90_is_not_flagged():
     # One tenth of the run 12 % slower in its median, but inside the body of
     # a wide distribution: the p90 moves far less than its own interval.
-    a = np.concatenate([quiet(9000, 0.6, 0), quiet(1000, 0.6, 0) * 1.12])
+    a = np.concatenate([quiet(36000, 0.6, 0), quiet(4000, 0.6, 0) * 1.12])
     assert trust.disturbance(a) is None
+    # The same stretch 60 % slower moves it, and is flagged.
+    b = np.concatenate([quiet(36000, 0.6, 0), quiet(4000, 0.6, 0) * 1.6])
+    assert trust.disturbance(b).startswith("disturbance: part of the run behaved differently (runs 36001-40000")
 
 
 def test_target_interval_not_reached_and_too_few_samples():

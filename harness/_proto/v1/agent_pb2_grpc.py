@@ -68,7 +68,8 @@ class AgentServicer:
         """Describe: the agent's version, protocol version, drivers (with the
         reason an unavailable one cannot run here) and every device it can reach
         with its facts, runtimes and state. Cheap and side-effect free: devices
-        are enumerated, never locked or benchmarked.
+        are enumerated, never locked or benchmarked; concurrent calls share one
+        enumeration.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -78,6 +79,7 @@ class AgentServicer:
         """FindMissingModels: which of the given digests the agent's cache does not
         hold, with the bytes already committed for a partial upload of each, so
         a controller uploads only what is missing and resumes from there.
+        At most 1024 digests a call.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -95,7 +97,17 @@ class AgentServicer:
         * re-uploading a digest the agent holds: a no-op answered with
         already_present = true (the stream's data is ignored).
         * a stream that ends early (client gone, deadline) keeps the committed
-        bytes so a later upload with offset = committed_bytes resumes.
+        bytes so a later upload with offset = committed_bytes resumes; a
+        partial upload nobody resumes expires (6 h by default).
+        * a chunk above 1 MiB, or a header after the first message:
+        INVALID_ARGUMENT or RESOURCE_EXHAUSTED, and the partial file is removed.
+        * a stream that moves fewer bytes than the agent's floor (64 KiB/s over
+        30 s windows by default) is ended with DEADLINE_EXCEEDED; its committed
+        bytes are kept for a resume.
+        * the cache has a quota: an upload that would pass it evicts abandoned
+        partial uploads, then the least recently used models no queued or
+        running job needs; when that is not enough, RESOURCE_EXHAUSTED before
+        any byte is written.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -108,12 +120,23 @@ class AgentServicer:
         * At most one job runs on a device at a time, whichever controller sent
         it; later jobs wait in that device's queue in arrival order.
         * job_id is an idempotency key: re-sending a job id that is queued or
-        running attaches to it (the stream replays its events so far, then
-        follows it); a job id that finished recently returns its stored result
-        without running again.
+        running attaches to it (the stream replays its latest 256 events, then
+        follows it); a job id that finished recently (2000 jobs, 6 h and 256 MiB
+        of results at most) returns its stored result without running again.
+        The same id with a different job (anything but its labels differs):
+        ALREADY_EXISTS.
+        * Queues are bounded: per device (256 jobs by default), across the agent
+        (256 jobs), and by the probe bytes queued and running jobs hold
+        (256 MiB); past a bound, RESOURCE_EXHAUSTED naming it. A job that waits
+        in a queue longer than the agent's queue wait (30 min by default) ends
+        with error.kind = "queue_timeout". A finished job keeps only its result.
+        * The stream has a server-side bound (queue wait + timeout_s + 60 s):
+        past it the agent ends the stream (DEADLINE_EXCEEDED, or cancels it if
+        the client stopped reading); the job goes on and its id re-attaches.
         * A model or runtime failure is a result with `error` set; the agent
         keeps serving. A job whose model digest the agent does not hold, or
-        whose device is unknown, ends in a result with error.stage = "job".
+        whose device is unknown, ends in a result with error.stage = "job"; a
+        job for an unknown device is answered at once and nothing is kept.
         * If the client goes away the job still runs to completion and its
         result is kept for re-attachment; use Cancel to stop it.
         """
@@ -125,6 +148,7 @@ class AgentServicer:
         """Cancel: stops a queued or running job; a running job's whole process
         tree is killed. The job's stream ends with a result whose error kind is
         "cancelled". Cancelling an unknown or finished job reports found = false.
+        Any caller the agent admits may cancel any job it can name.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

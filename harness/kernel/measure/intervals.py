@@ -58,8 +58,12 @@ def binom_cdf_table(n: int, p: float) -> np.ndarray:
     return np.cumsum(pmf)
 
 
+@functools.lru_cache(maxsize=1024)
 def _cdf_rank(n: int, p: float, target: float) -> int:
-    """Smallest k (0..n) with P(Binomial(n, p) <= k) >= target, or n+1."""
+    """Smallest k (0..n) with P(Binomial(n, p) <= k) >= target, or n+1.
+    Cached: runs of one policy share n, and a history of 500 runs asked the
+    same two ranks 500 times (bench/store.py); 1,024 (n, p, target) keys is
+    a few kB."""
     if n <= EXACT_N:
         cdf = binom_cdf_table(n, p)
         idx = int(np.searchsorted(cdf, target - 1e-12))

@@ -22,12 +22,35 @@ class MeasurePolicy:
     target_ci: float = 0.02
     # Hard cap on measured runs; 0 = none.
     max_runs: int = 0
+    # Independent sessions (runner processes) the controller measures a job
+    # in, each its own agent job running `for_session()`; an agent always
+    # sees 1 (harness.kernel.measure.sessions has the statistics across them).
+    sessions: int = 1
 
     def sustained(self, duration_s: float) -> "MeasurePolicy":
-        """Run for exactly duration_s after warm-up: no early stop, no cap."""
+        """Run for exactly duration_s after warm-up: no early stop, no cap,
+        one session (load over time needs one continuous process)."""
         from dataclasses import replace
 
-        return replace(self, min_runs=1, min_s=duration_s, max_s=duration_s, target_ci=0.0, max_runs=0)
+        return replace(self, min_runs=1, min_s=duration_s, max_s=duration_s, target_ci=0.0, max_runs=0,
+                       sessions=1)
+
+    def for_session(self) -> "MeasurePolicy":
+        """What one of `sessions` sessions runs: the minimums, max_s and
+        max_runs split between them; the full warm-up, since every session is
+        a cold process. A sustained policy (min_s == max_s, no early stop)
+        keeps its duration per session."""
+        import math
+        from dataclasses import replace
+
+        k = max(1, self.sessions)
+        if k == 1:
+            return self
+        if self.target_ci == 0 and self.min_s == self.max_s and self.min_runs == 1:
+            return replace(self, sessions=1)
+        return replace(self, min_runs=math.ceil(self.min_runs / k), min_s=self.min_s / k,
+                       max_s=max(self.max_s / k, self.min_s / k),
+                       max_runs=math.ceil(self.max_runs / k) if self.max_runs else 0, sessions=1)
 
     def bound_s(self) -> float:
         """Upper bound on warm-up plus measurement time, for deadlines.
@@ -58,7 +81,7 @@ DRIFT_FRACTION = 0.05
 def _still_drifting(samples: Sequence[float]) -> bool:
     import numpy as np
 
-    from harness.kernel.measure.trust import medians_apart
+    from harness.kernel.measure.trust import shifted
 
     n = len(samples)
     if n < 50:
@@ -66,10 +89,9 @@ def _still_drifting(samples: Sequence[float]) -> bool:
     k = n // 5
     head = np.asarray(samples[:k], dtype=np.float64)
     tail = np.asarray(samples[-k:], dtype=np.float64)
-    first, last = float(np.median(head)), float(np.median(tail))
-    # Only a move the medians' intervals resolve: on a wide distribution the
-    # fifths' medians differ by chance, and waiting on chance costs time.
-    return first > 0 and abs(last - first) / first > DRIFT_FRACTION and medians_apart(head, tail)
+    # Only a move a rank test resolves: on a wide distribution the fifths'
+    # medians differ by chance, and waiting on chance costs time.
+    return shifted(tail, head, DRIFT_FRACTION)
 
 
 class StopRule:
