@@ -37,12 +37,16 @@ def finish(jd: Path, result: dict, outputs: Mapping[str, Any]) -> None:
 
 
 def run_runner(module_args: Sequence[str], jd: Path, timeout_s: float, progress, cancel,
-               python: Optional[str] = None, env: Optional[dict] = None) -> tuple[procs.Finished, str]:
+               python: Optional[str] = None, env: Optional[dict] = None,
+               warm: Optional[Callable[..., Optional[procs.Finished]]] = None) -> tuple[procs.Finished, str]:
     """Run `python -m <module_args...>` as the job's runner, relaying its
     JSON progress lines; returns how it ended and the last phase it reported
     (where a crash or timeout happened). `python` and `env` default to this
     interpreter and procs.child_env() (the host driver passes a runtime
-    environment's own)."""
+    environment's own). `warm(timeout_s=, cancel=, on_line=, stderr_path=)`,
+    when given, is tried first (a runner forked from a warm template,
+    agents/host/warm.py); None from it means nothing started, so the runner
+    is spawned."""
     import sys
 
     phase = {"name": "load"}
@@ -57,9 +61,12 @@ def run_runner(module_args: Sequence[str], jd: Path, timeout_s: float, progress,
         phase["name"] = msg.get("phase", phase["name"])
         progress(phase["name"], int(msg.get("samples", 0)), float(msg.get("elapsed_s", 0.0)))
 
-    fin = procs.run_child([python or sys.executable, "-m", *module_args], timeout_s=timeout_s, cancel=cancel,
-                          on_line=on_line, stderr_path=str(jd / "stderr.log"),
-                          env=env if env is not None else procs.child_env())
+    fin = warm(timeout_s=timeout_s, cancel=cancel, on_line=on_line, stderr_path=str(jd / "stderr.log")) \
+        if warm is not None else None
+    if fin is None:
+        fin = procs.run_child([python or sys.executable, "-m", *module_args], timeout_s=timeout_s, cancel=cancel,
+                              on_line=on_line, stderr_path=str(jd / "stderr.log"),
+                              env=env if env is not None else procs.child_env())
     return fin, phase["name"]
 
 

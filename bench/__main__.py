@@ -38,7 +38,7 @@ LONG = {"compare": compare}
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
-def record(rows: list[Row], info: dict, seconds: float, argv: list[str]) -> None:
+def record(rows: list[Row], info: dict, seconds: float, argv: list[str], path: Path = RESULTS) -> None:
     when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Benchmark results",
@@ -58,7 +58,7 @@ def record(rows: list[Row], info: dict, seconds: float, argv: list[str]) -> None
     lines += [f"- {k}: {v}" for k, v in info.items()]
     lines += ["", "## Raw figures", "", "```json",
               json.dumps({r.name: r.figures for r in rows}, indent=1, default=float), "```", ""]
-    RESULTS.write_text("\n".join(lines), encoding="utf-8")
+    path.write_text("\n".join(lines), encoding="utf-8")
 
 
 def main(argv: list[str]) -> int:
@@ -106,6 +106,11 @@ def main(argv: list[str]) -> int:
     if not args.quick and not args.no_record and set(names) == set(BENCHMARKS):
         record(rows, info, seconds, argv)
         print(f"recorded in {RESULTS}", file=sys.stderr)
+    elif not args.quick and not args.no_record and len(names) == 1 and names[0] in LONG:
+        # A long benchmark keeps its own page, beside the main one.
+        path = RESULTS.with_name(f"RESULTS-{names[0]}.md")
+        record(rows, info, seconds, argv, path)
+        print(f"recorded in {path}", file=sys.stderr)
     if crashed:
         return 1
     return 1 if args.strict and any(r.ok is False for r in rows) else 0

@@ -26,6 +26,7 @@ bench.slowdown), not the layer counts.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -64,8 +65,20 @@ def _rounds(api, req_for, rounds: int, say) -> list[dict]:
     return docs
 
 
-def _rate(verdicts: list[str]) -> tuple[int, int]:
-    return sum(v == "regression" for v in verdicts), len(verdicts)
+def _rate(verdicts: list[dict]) -> tuple[int, int]:
+    return sum(v["bucket"] == "regression" for v in verdicts), len(verdicts)
+
+
+def _verdict(row: dict) -> dict:
+    """What one comparison said, for the raw figures."""
+    lat = row.get("latency") or {}
+    floors = lat.get("noise_floor") or {}
+    out = {"bucket": row["bucket"], "judged_on": lat.get("judged_on"),
+           "sessions": [lat.get("old_sessions"), lat.get("new_sessions")]}
+    for m in ("p50", "p90"):
+        out[m] = {"ratio": lat.get(f"{m}_ratio"), "ci": lat.get(f"{m}_ratio_ci"),
+                  "floor": (floors.get(m) or {}).get("fraction")}
+    return out
 
 
 def _smallest(rates: dict[float, tuple[int, int]]) -> str:
@@ -76,8 +89,6 @@ def _smallest(rates: dict[float, tuple[int, int]]) -> str:
 def run(tmp: Path, quick: bool = False, say=None) -> list[Row]:
     from agents.server import AgentConfig, start
     from harness import api
-    from harness.analysis.compare import compare_docs, compare_pairs
-    from harness.analysis.noise import NoiseBook
 
     say = say or (lambda text: print(text, file=sys.stderr, flush=True))
     rounds_default, rounds_ab = (4, 3) if quick else (21, 20)
@@ -104,14 +115,29 @@ def run(tmp: Path, quick: bool = False, say=None) -> list[Row]:
     finally:
         agent.stop(grace=1.0)
 
-    def only(doc: dict, cand: str) -> dict:
-        return {"run": doc["run"], "results": [r for r in doc["results"] if r["candidate"] == cand]}
+    meta = {f: {str(lvl): {"depth": v.depth, "measured_slowdown": v.measured} for lvl, v in vs.items()}
+            for f, vs in variants.items()}
+    keep = os.environ.get("BENCH_COMPARE_KEEP")
+    if keep:
+        # Every run's report, to judge again without measuring (`analyse`).
+        Path(keep).write_text(json.dumps({"default": default_docs, "ab": ab_docs, "variants": meta}, default=str))
+    return analyse(default_docs, ab_docs, meta)
 
+
+def only(doc: dict, cand: str) -> dict:
+    return {"run": doc["run"], "results": [r for r in doc["results"] if r["candidate"] == cand]}
+
+
+def analyse(default_docs: list[dict], ab_docs: list[dict], meta: dict) -> list[Row]:
+    """The table from the rounds' report documents (what `run` measured)."""
+    from harness.analysis.compare import compare_docs, compare_pairs
+    from harness.analysis.noise import NoiseBook
+
+    measured_of = {f: {float(k): v["measured_slowdown"] for k, v in vs.items()} for f, vs in meta.items()}
     figures: dict = {"policy": POLICY, "pairs": PAIRS, "load_at_end": load_average(), "cpus": os.cpu_count(),
-                     "variants": {f: {str(lvl): {"depth": v.depth, "measured_slowdown": v.measured}
-                                      for lvl, v in vs.items()} for f, vs in variants.items()}}
+                     "variants": meta}
     rows: list[Row] = []
-    for family in slowdown.FAMILIES:
+    for family in meta:
         base = _name(family, 0)
         rates, floors, ratios = {}, [], {}
         for lvl in DEFAULT_LEVELS[family]:
@@ -123,7 +149,7 @@ def run(tmp: Path, quick: bool = False, say=None) -> list[Row]:
                 c = compare_docs(only(default_docs[i], base), _rename(only(default_docs[i + 1], _name(family, lvl)),
                                                                       base), noise=book)
                 row = c["rows"][0]
-                verdicts.append(row["bucket"])
+                verdicts.append(_verdict(row))
                 lat = row.get("latency") or {}
                 ratios.setdefault(lvl, []).append(lat.get("p90_ratio"))
                 if lvl == 0:
@@ -132,7 +158,7 @@ def run(tmp: Path, quick: bool = False, say=None) -> list[Row]:
             figures.setdefault("default", {}).setdefault(family, {})[str(lvl)] = {"verdicts": verdicts,
                                                                                  "p90_ratios": ratios[lvl]}
         k, n = rates[0.0]
-        measured = {lvl: variants[family][lvl].measured for lvl in DEFAULT_LEVELS[family]}
+        measured = measured_of[family]
         known = [f for f in floors if f is not None]
         rows.append(Row(f"compare, same {family} model, default policy: called a regression", "≤ 1 in 20",
                         f"{k} in {n}", k <= 0.05 * n,
@@ -156,7 +182,7 @@ def run(tmp: Path, quick: bool = False, say=None) -> list[Row]:
                 for prev in ab_docs[: i + 1]:
                     book.learn(prev["results"], run_id=prev["run"]["id"])
                 c = compare_pairs(d, base, other, noise=book)
-                verdicts.append(c["rows"][0]["bucket"])
+                verdicts.append(_verdict(c["rows"][0]))
             ab_rates[lvl] = _rate(verdicts)
             figures.setdefault("ab", {}).setdefault(family, {})[str(lvl)] = {"verdicts": verdicts}
         k, n = ab_rates[0.0]
@@ -165,7 +191,7 @@ def run(tmp: Path, quick: bool = False, say=None) -> list[Row]:
         k30, n30 = ab_rates[0.30]
         rows.append(Row(f"compare --ab, {family} model +30 % work: detected", "≥ 19 in 20", f"{k30} in {n30}",
                         k30 >= 0.95 * n30,
-                        "; ".join(f"+{100 * lvl:.0f} % (measured +{100 * variants[family][lvl].measured:.0f} %): "
+                        "; ".join(f"+{100 * lvl:.0f} % (measured +{100 * measured_of[family][lvl]:.0f} %): "
                                   f"{ab_rates[lvl][0]} in {ab_rates[lvl][1]}" for lvl in AB_LEVELS[family] if lvl)))
         smallest = _smallest(ab_rates)
         target_ok = None

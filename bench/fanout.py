@@ -1,45 +1,55 @@
-"""Fan-out: 16 simulated devices on 4 real agents, 1 s jobs, through the
-real controller (`harness.api.run_cohort` with a lab file: plan, upload,
-scheduler, gRPC Run streams, result records into SQLite).
+"""Fan-out: 256 simulated devices behind 32 real agents, 1 s jobs, through
+the real controller (`harness.api.run_cohort` with a lab file: plan,
+upload, scheduler, gRPC Run streams, result records into SQLite, report).
 
-The ideal wall time is what the busiest device's jobs take back to back by
-their own simulated clocks; the measured time runs from the end of the
-uploads to the last stored result, so what it adds to the ideal is the
-harness's own dispatch and bookkeeping.
+The agents run in a process of their own (bench/_simlab.py), so the
+controller's CPU time and memory, measured here, are its own. The ideal wall
+time is what the busiest device's jobs take back to back by their own
+simulated clocks; the measured time runs from the end of the uploads to the
+last stored result, so what it adds to the ideal is the harness's own
+dispatch and bookkeeping. The same lab runs 256 jobs (one per device) and
+1,024 (four per device): the controller's memory above its level before the
+run is shown for both, to show it does not grow with the number of jobs.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import resource
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 from bench import model_files
-from bench.common import Row
+from bench.common import ROOT, Row
 
-AGENTS = 4
-DEVICES_PER_AGENT = 4
-CANDIDATES = 4  # jobs per device
+AGENTS = 32
+DEVICES_PER_AGENT = 8
+CANDIDATES = 4  # jobs per device in the full run
 JOB_S = 1.0
 LATENCY_MS = 10.0
+QUICK_AGENTS, QUICK_DEVICES = 4, 4
 
 
-def _sim_config(agent: int) -> dict:
-    devices = []
-    for d in range(DEVICES_PER_AGENT):
+def _sim_config(agent: int, devices: int) -> dict:
+    out = []
+    for d in range(devices):
         browser = d % 2 == 1  # half stand in for browsers, half for phones
-        devices.append({
+        out.append({
             "id": f"a{agent}-d{d}", "platform": "browser" if browser else "android",
             "facts": {"model": f"bench device {agent}.{d}"},
             "latency": {"dist": "fixed", "p50_ms": LATENCY_MS}, "load_ms": 0, "first_run_ms": LATENCY_MS,
         })
-    return {"seed": agent, "devices": devices}
+    return {"seed": agent, "devices": out}
 
 
-def _cohort(path: Path) -> Path:
+def _cohort(path: Path, agents: int, devices: int) -> Path:
     lines = ["name: fanout", "devices:"]
-    for a in range(AGENTS):
-        for d in range(DEVICES_PER_AGENT):
+    for a in range(agents):
+        for d in range(devices):
             browser = d % 2 == 1
             target = "{runtime: onnxruntime-web, ep: wasm}" if browser else "{runtime: onnxruntime, ep: cpu}"
             lines.append(f"  - {{id: p{a}-{d}, platform: {'browser' if browser else 'android'}, "
@@ -53,21 +63,42 @@ def _cohort(path: Path) -> Path:
     return path
 
 
-def run(tmp: Path, quick: bool = False) -> list[Row]:
-    from agents.server import AgentConfig, start
+def _rss() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class _Peak:
+    """The process's resident set, sampled every 20 ms; peak per phase."""
+
+    def __init__(self):
+        self.phase, self.peaks, self._stop = "run", {}, threading.Event()
+        self._t = threading.Thread(target=self._loop, daemon=True)
+        self._t.start()
+
+    def _loop(self):
+        while not self._stop.wait(0.02):
+            r = _rss()
+            self.peaks[self.phase] = max(self.peaks.get(self.phase, 0), r)
+
+    def stop(self):
+        self._stop.set()
+        self._t.join()
+
+
+def _one(tmp: Path, lab: Path, cohort: Path, candidates: int, tag: str) -> dict:
     from harness import api
 
     model = model_files.matmul_chain(tmp / "tiny.onnx", batch=1, width=8, depth=1)
-    cands = tmp / "candidates.yaml"
-    cands.write_text("candidates:\n" + "".join(f"  c{i}: {{onnx: {model.name}}}\n" for i in range(CANDIDATES)))
-    cohort = _cohort(tmp / "fanout.yaml")
-    agents = [start(AgentConfig(listen="127.0.0.1:0", drivers=("sim",), cache_dir=str(tmp / f"cache{a}"),
-                                driver_config={"sim": _sim_config(a)})) for a in range(AGENTS)]
-    lab = tmp / "lab.yaml"
-    lab.write_text("agents:\n" + "".join(f"  - {{name: agent{a}, address: '{ag.address}'}}\n"
-                                         for a, ag in enumerate(agents)))
+    cands = tmp / f"candidates-{tag}.yaml"
+    cands.write_text("candidates:\n" + "".join(f"  c{i}: {{onnx: {model.name}}}\n" for i in range(candidates)))
     marks: dict[str, float] = {}
     lock = threading.Lock()
+    base = _rss()
+    peak = _Peak()
 
     def progress(e: dict) -> None:
         now = time.perf_counter()
@@ -76,31 +107,78 @@ def run(tmp: Path, quick: bool = False) -> list[Row]:
                 marks["dispatch"] = now
             elif e.get("event") == "result":
                 marks["last_result"] = now
+                peak.phase = "after dispatch"
 
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.perf_counter()
     try:
-        t0 = time.perf_counter()
         outcome = api.run_cohort(api.RunRequest(cohort=str(cohort), candidates_file=cands, lab=lab,
-                                                store=str(tmp / "fanout.sqlite"), probes=1), progress)
-        total = time.perf_counter() - t0
+                                                store=str(tmp / f"fanout-{tag}.sqlite"), probes=1), progress)
     finally:
-        for ag in agents:
-            ag.stop(grace=1.0)
+        peak.stop()
+    total = time.perf_counter() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     results = outcome.report["results"]
     errors = [r for r in results if r.get("error")]
-    if errors or len(results) != AGENTS * DEVICES_PER_AGENT * CANDIDATES:
-        raise RuntimeError(f"fan-out run incomplete: {len(results)} results, {len(errors)} errors "
-                           f"({errors[0]['error'] if errors else ''})")
     busy: dict[str, float] = {}
     for r in results:
+        if r.get("error"):
+            continue
         key = f"{r['device']['agent']}/{r['device']['id']}"
         busy[key] = busy.get(key, 0.0) + float(r["details"]["simulated_s"])
-    ideal = max(busy.values())
+    ideal = max(busy.values()) if busy else float("nan")
     wall = marks["last_result"] - marks["dispatch"]
-    ratio = wall / ideal
-    return [Row(
-        f"fan-out ({AGENTS * DEVICES_PER_AGENT} sim devices, {AGENTS} agents, {JOB_S:g} s jobs)", "≤ 1.2 × ideal",
-        f"{ratio:.3f} × ideal", ratio <= 1.2,
-        f"{len(results)} jobs: {wall:.2f} s from dispatch to last result vs ideal {ideal:.2f} s "
-        f"(the busiest device's jobs back to back); whole run incl. connect, upload, report {total:.2f} s",
-        {"ratio": ratio, "wall_s": wall, "ideal_s": ideal, "run_total_s": total, "jobs": len(results)},
-    )]
+    return {"jobs": len(results), "errors": len(errors), "first_error": errors[0]["error"] if errors else None,
+            "ideal_s": ideal, "wall_s": wall, "ratio": wall / ideal, "run_total_s": total,
+            "cpu_s": (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime),
+            "rss_base_mb": base / 2**20, "rss_growth_mb": (peak.peaks.get("run", base) - base) / 2**20,
+            "rss_growth_with_report_mb": (max(peak.peaks.values(), default=base) - base) / 2**20}
+
+
+def run(tmp: Path, quick: bool = False) -> list[Row]:
+    agents, devices = (QUICK_AGENTS, QUICK_DEVICES) if quick else (AGENTS, DEVICES_PER_AGENT)
+    cfg = tmp / "simlab.json"
+    cfg.write_text(json.dumps({"agents": [_sim_config(a, devices) for a in range(agents)]}))
+    addresses = tmp / "addresses.json"
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    lab_proc = subprocess.Popen([sys.executable, "-m", "bench._simlab", str(cfg), str(addresses)],
+                                stdin=subprocess.PIPE, cwd=ROOT, env=env)
+    try:
+        end = time.monotonic() + 120
+        while not addresses.exists():
+            if lab_proc.poll() is not None or time.monotonic() > end:
+                raise RuntimeError("the simulated lab did not start")
+            time.sleep(0.1)
+        lab = tmp / "lab.yaml"
+        lab.write_text("agents:\n" + "".join(f"  - {{name: agent{a}, address: '{addr}'}}\n"
+                                             for a, addr in enumerate(json.loads(addresses.read_text()))))
+        cohort = _cohort(tmp / "fanout.yaml", agents, devices)
+        small = _one(tmp, lab, cohort, 1, "small")
+        full = _one(tmp, lab, cohort, CANDIDATES, "full")
+    finally:
+        lab_proc.stdin.close()
+        try:
+            lab_proc.wait(30)
+        except subprocess.TimeoutExpired:
+            lab_proc.kill()
+    for got in (small, full):
+        if got["errors"]:
+            raise RuntimeError(f"fan-out run had {got['errors']} error rows ({got['first_error']})")
+    n_dev = agents * devices
+    flat = full["rss_growth_mb"] <= max(2 * small["rss_growth_mb"], small["rss_growth_mb"] + 32)
+    return [
+        Row(f"fan-out ({n_dev} sim devices, {agents} agents, {full['jobs']} jobs of {JOB_S:g} s)", "≤ 1.1 × ideal",
+            f"{full['ratio']:.3f} × ideal", full["ratio"] <= 1.1,
+            f"{full['wall_s']:.2f} s from dispatch to last result vs ideal {full['ideal_s']:.2f} s (the busiest "
+            f"device's jobs back to back); whole run incl. connect, upload, report {full['run_total_s']:.2f} s; "
+            f"{small['jobs']} jobs: {small['ratio']:.3f} × ideal",
+            {"full": full, "small": small}),
+        Row(f"fan-out: controller CPU and memory ({full['jobs']} vs {small['jobs']} jobs)",
+            "memory flat in job count", f"+{full['rss_growth_mb']:.0f} MB vs +{small['rss_growth_mb']:.0f} MB",
+            flat,
+            f"controller CPU {full['cpu_s']:.1f} s for {full['jobs']} jobs ({1e3 * full['cpu_s'] / full['jobs']:.1f} "
+            f"ms a job; {small['cpu_s']:.1f} s for {small['jobs']}); resident set above {full['rss_base_mb']:.0f} MB "
+            f"before the run, peak while dispatching (with the report: +{full['rss_growth_with_report_mb']:.0f} / "
+            f"+{small['rss_growth_with_report_mb']:.0f} MB)",
+            {}),
+    ]

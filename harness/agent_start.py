@@ -19,17 +19,94 @@ from agents import registry
 from harness.kernel import limits
 from harness.kernel.configfile import ConfigError
 
+# Local agents kept between runs of this process, by what they were started
+# with; each is lent to one run at a time and stopped when the process ends.
+_KEPT: dict = {}
+_KEPT_LOCK = threading.Lock()
+
+
+class _Lent:
+    """A kept agent as one run sees it: `.address`; `.stop()` gives it back."""
+
+    def __init__(self, key, agent):
+        self._key, self.agent, self.address = key, agent, agent.address
+
+    def stop(self, grace: Optional[float] = None) -> None:
+        with _KEPT_LOCK:
+            entry = _KEPT.get(self._key)
+            if entry is not None and entry[0] is self.agent:
+                _KEPT[self._key] = (self.agent, False)
+
+
+def _stop_kept() -> None:
+    with _KEPT_LOCK:
+        agents = [a for a, _ in _KEPT.values()]
+        _KEPT.clear()
+    for a in agents:
+        try:
+            a.stop(1.0)
+        except Exception:
+            pass
+
+
+def _warm(agent) -> None:
+    """Ask each driver whether it can run, in the background: the host
+    driver then finds its runtime and starts its runners' warm template while
+    the controller is still planning (Describe asks the same, later)."""
+    def go():
+        for drv in list(agent.drivers.values()):
+            try:
+                drv.available()
+            except Exception:
+                pass
+
+    threading.Thread(target=go, name="agent-warm", daemon=True).start()
+
+
 def local_agent(drivers: Optional[Sequence[str]] = None, driver_config: Optional[dict] = None,
-                cache_dir: Optional[str] = None) -> Callable[[], object]:
+                cache_dir: Optional[str] = None, keep: bool = False) -> Callable[[], object]:
     """A callable that starts an agent in this process on 127.0.0.1:0 with
-    these drivers (default: registry.LOCAL_DEFAULT) and returns it."""
+    these drivers (default: registry.LOCAL_DEFAULT) and returns it.
+
+    keep=True: the agent outlives the run and the next run of this process
+    started the same way (same drivers, configuration, cache folder and
+    HARNESS_CACHE) gets it again, with its warm runners and what its drivers
+    cached (placements per model digest, build and options); a run never
+    shares it with another run at the same time, and it stops when the
+    process exits."""
+    import atexit
+    import json
+    import os
+
     from agents.server import AgentConfig, start
 
     def start_it():
-        return start(AgentConfig(listen="127.0.0.1:0", drivers=tuple(drivers or registry.LOCAL_DEFAULT),
-                                 driver_config=driver_config or {}, cache_dir=cache_dir))
+        agent = start(AgentConfig(listen="127.0.0.1:0", drivers=tuple(drivers or registry.LOCAL_DEFAULT),
+                                  driver_config=driver_config or {}, cache_dir=cache_dir))
+        _warm(agent)
+        return agent
 
-    return start_it
+    if not keep:
+        return start_it
+    key = (tuple(drivers or registry.LOCAL_DEFAULT), json.dumps(driver_config or {}, sort_keys=True, default=str),
+           cache_dir, os.environ.get("HARNESS_CACHE"), os.environ.get("TMPDIR"))
+
+    def lend():
+        with _KEPT_LOCK:
+            entry = _KEPT.get(key)
+            if entry is not None and not entry[1]:
+                _KEPT[key] = (entry[0], True)
+                return _Lent(key, entry[0])
+        agent = start_it()
+        with _KEPT_LOCK:
+            if key in _KEPT:  # another run holds the kept one: this one is its own
+                return agent
+            if not _KEPT:
+                atexit.register(_stop_kept)
+            _KEPT[key] = (agent, True)
+        return _Lent(key, agent)
+
+    return lend
 
 
 def _custom_ops(cfg, path: Optional[Path]) -> dict:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from harness.controller.run import RunOutcome, RunRequest
+from harness.controller.request import RunOutcome, RunRequest
 
 __all__ = [
     "RunRequest", "RunOutcome",
@@ -30,14 +30,46 @@ Progress = Callable[[dict], None]
 def _local(drivers: Optional[Sequence[str]]):
     from harness.agent_start import local_agent
 
-    return local_agent(drivers)
+    # Kept between the runs of one process (warm runners, cached placements);
+    # see local_agent.
+    return local_agent(drivers, keep=True)
 
 
 def run_cohort(req: RunRequest, progress: Progress = lambda e: None) -> RunOutcome:
     """Benchmark a cohort's candidates (or finish a stored run: `req.resume`)."""
+    start = _local(req.drivers)
+    if req.lab is None and not req.resume:
+        # The local agent is certainly needed: start it before the controller
+        # loads, so its runners warm up on another core meanwhile.
+        start = _started(start)
     from harness.controller import run
 
-    return run.run(req, progress, start_local=_local(req.drivers))
+    return run.run(req, progress, start_local=start)
+
+
+def _started(start: Callable[[], Any]) -> Callable[[], Any]:
+    """`start` running in the background now; calling the result waits for
+    it (and raises what it raised)."""
+    import threading
+
+    box: dict = {}
+
+    def go() -> None:
+        try:
+            box["agent"] = start()
+        except BaseException as exc:
+            box["error"] = exc
+
+    th = threading.Thread(target=go, name="local-agent", daemon=True)
+    th.start()
+
+    def wait() -> Any:
+        th.join()
+        if "error" in box:
+            raise box["error"]
+        return box["agent"]
+
+    return wait
 
 
 def resume(req: RunRequest, progress: Progress = lambda e: None) -> RunOutcome:

@@ -61,12 +61,19 @@ def coreml_info(path: Path) -> ModelInfo:
     return model_info(path, path=path, sha256=sha256_file(path), fmt="mlmodel", size_bytes=path.stat().st_size)
 
 
-def prepare(c: ResolvedCandidate) -> tuple[dict[str, Artefact], dict[str, ModelInfo]]:
-    """Inspect a candidate's artefacts: (format -> Artefact, format -> ModelInfo)."""
+def prepare(c: ResolvedCandidate, facts=None) -> tuple[dict[str, Artefact], dict[str, ModelInfo]]:
+    """Inspect a candidate's artefacts: (format -> Artefact, format -> ModelInfo).
+    `facts` (a harness.modelfacts.FactsCache) answers for ONNX files whose
+    digest it knows, and learns the others."""
     arts: dict[str, Artefact] = {}
     infos: dict[str, ModelInfo] = {}
     if c.onnx:
-        info = inspect_onnx(c.onnx)
+        if facts is not None:
+            from harness.modelfacts import onnx_facts
+
+            info = onnx_facts(c.onnx, facts)[0]
+        else:
+            info = inspect_onnx(c.onnx)
         infos["onnx"] = info
     if c.coreml:
         info = coreml_info(c.coreml)

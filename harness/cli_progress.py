@@ -73,8 +73,15 @@ class Tracker:
             if r is None or r.device != e.get("device"):
                 self.running[e["key"]] = Running(e["key"], e.get("device", ""), now)
             if kind == "started":
+                # A device runs one session at a time: a job whose session
+                # ended there waits for its next one (jobs are measured as
+                # several sessions, interleaved).
+                for other in self.running.values():
+                    if other.device == e.get("device") and other.key != e["key"] and other.phase != "queued":
+                        other.phase = "waiting"
                 self.running[e["key"]].phase = "started"
-                self.running[e["key"]].since = now
+                if r is None or r.phase == "queued":
+                    self.running[e["key"]].since = now
         elif kind == "progress":
             r = self.running.setdefault(e["key"], Running(e["key"], e.get("device", ""), now))
             r.phase, r.samples = e.get("phase", r.phase), int(e.get("samples") or 0)
@@ -97,7 +104,7 @@ class Tracker:
         lanes: dict[str, float] = {}
         for r in self.running.values():
             est = self.estimates.get(r.key, (0.0, ()))[0] * k
-            left = est if r.phase == "queued" else max(0.0, est - (now - r.since))
+            left = est if r.phase == "queued" else max(0.0, est - (now - r.since))  # a waiting job's clock runs on
             lanes[r.device] = lanes.get(r.device, 0.0) + left
         for key, (sec, devices) in self.estimates.items():
             if key in self.finished or key in self.running:
@@ -110,7 +117,9 @@ class Tracker:
     def headline(self) -> str:
         now = self.clock()
         parts = [f"jobs {self.done}/{self.total} done"]
-        busy = sum(1 for r in self.running.values() if r.phase != "queued")
+        if self.started_at is None:
+            return "preparing: loading the models, reaching the agents"
+        busy = sum(1 for r in self.running.values() if r.phase not in ("queued", "waiting"))
         if busy:
             parts.append(f"{busy} running")
         if self.started_at is not None:
@@ -124,7 +133,7 @@ class Tracker:
         now = self.clock()
         out = []
         for r in sorted(self.running.values(), key=lambda x: x.since):
-            what = "queued" if r.phase == "queued" else f"{r.phase} {r.samples:,} samples"
+            what = r.phase if r.phase in ("queued", "waiting") else f"{r.phase} {r.samples:,} samples"
             out.append(f"  → {r.key} on {r.device} · {what} · {fmt_s(now - r.since)}")
         return out
 
@@ -224,7 +233,8 @@ class LiveView:
 
         with self._lock:
             lines = [self.tracker.headline()] + self.tracker.running_lines()
-        return Text("\n".join(lines))
+        # One terminal row per line: long job keys are cut, not wrapped.
+        return Text("\n".join(lines), no_wrap=True, overflow="ellipsis")
 
     def __call__(self, e: dict) -> None:
         with self._lock:

@@ -5,6 +5,8 @@
       work_dir: /var/tmp         # where job folders are made (default: the system temp folder)
       runtimes_dir: /opt/ort     # ONNX Runtime environments made by `harness runtime install`
                                  # (default: $HARNESS_CACHE/ort-python, else ~/.cache/harness/ort-python)
+      warm_runners: true         # fork each session's runner from a warm template per environment
+                                 # (agents/host/warm.py; Linux); false spawns a fresh interpreter each time
 """
 
 from __future__ import annotations
@@ -18,3 +20,4 @@ class HostConfig(Strict):
     device_id: Optional[str] = None
     work_dir: Optional[str] = None
     runtimes_dir: Optional[str] = None
+    warm_runners: bool = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import shutil
 import socket
@@ -13,11 +14,13 @@ from typing import Any, Mapping
 
 from agents import jobdir
 from agents.contract import AGENT_MACHINE, DeviceInfo, DriverResult, JobError, JobSpec, ProgressFn, RuntimeSpec
-from agents.host import runtimes, targets
+from agents import placement as pl
+from agents.host import runtimes, targets, warm
 from agents.hostfacts import host_facts, run_conditions
-from harness.kernel import procs
+from harness.kernel import limits, procs
 
 _UNSET = object()
+_OWN = "own"  # the template of harness's own environment
 
 
 class HostDriver:
@@ -31,6 +34,10 @@ class HostDriver:
         self._own: Any = _UNSET
         self._own_why = ""
         self._lock = threading.Lock()
+        # Runners fork from a warm template per environment (agents/host/warm.py).
+        self.warm = warm.Pool(self.work_root, enabled=bool(self.config.get("warm_runners", True)))
+        # (model digest, build, ep, options, custom ops) -> Placement, most recent last.
+        self._placements: collections.OrderedDict = collections.OrderedDict()
 
     # -- inventory ------------------------------------------------------------
     def _builds(self) -> list[targets.Build]:
@@ -39,7 +46,16 @@ class HostDriver:
         while the agent serves shows up at the next Describe)."""
         with self._lock:
             if self._own is _UNSET:
+                import importlib.util
+
+                if importlib.util.find_spec("onnxruntime") is not None:
+                    # Warm the template first (its own process imports the
+                    # runtime beside this one's import below), while the
+                    # controller plans: the first job's runner then forks.
+                    self.warm.template(_OWN, None, None)
                 self._own, self._own_why = targets.own_build()
+                if self._own is None:
+                    self.warm.forget(_OWN)
         own = [self._own] if self._own is not None else []
         return own + targets.environment_builds(self.runtimes_root)
 
@@ -66,7 +82,30 @@ class HostDriver:
         ]
 
     def close(self) -> None:
-        pass
+        self.warm.close()
+
+    # -- placement, once per model, build and options -------------------------------
+    @staticmethod
+    def _placement_key(job: JobSpec, build: targets.Build, model) -> tuple:
+        return (model.digest, str(build.python), build.label, job.target.ep,
+                tuple(sorted((str(k), str(v)) for k, v in job.target.options.items())),
+                tuple(str(p) for p in job.custom_ops))
+
+    def _known_placement(self, key: tuple):
+        with self._lock:
+            hit = self._placements.get(key)
+            if hit is not None:
+                self._placements.move_to_end(key)
+            return hit
+
+    def _remember_placement(self, key: tuple, res: DriverResult, job_id: str) -> None:
+        if res.error is not None or res.placement is None:
+            return
+        with self._lock:
+            self._placements[key] = (res.placement, job_id)
+            self._placements.move_to_end(key)
+            while len(self._placements) > limits.PLACEMENT_CACHE_ENTRIES:
+                self._placements.popitem(last=False)
 
     # -- jobs -----------------------------------------------------------------
     def run(self, job: JobSpec, progress: ProgressFn, cancel: threading.Event) -> DriverResult:
@@ -88,6 +127,8 @@ class HostDriver:
             # this project's packages through a folder of links.
             python = str(build.python)
             env = runtimes.child_env(runtimes.runner_path(self.work_root / "runner-path"))
+        key = self._placement_key(job, build, onnx_models[0])
+        known = self._known_placement(key)
         jd = Path(tempfile.mkdtemp(prefix="job-", dir=self.work_root))
         try:
             (jd / "job.json").write_text(json.dumps({
@@ -96,16 +137,35 @@ class HostDriver:
                 "options": dict(target.options),
                 "custom_ops": [str(p) for p in job.custom_ops],
                 "measure": job.measure.__dict__,
+                "placement": pl.as_dict(known[0]) if known else None,
             }))
             jobdir.write_probes(jd, job.probes)
+            template = self.warm.template(_OWN if build.python is None else str(build.python), python, env)
+            started: dict = {}
+
+            def forked(**kw):
+                fin = template.run(str(jd), **kw)
+                if fin is not None:
+                    started.update(runner_start="fork", template_pid=template.info.get("pid"),
+                                   template_threads=template.info.get("threads"))
+                return fin
+
             before = run_conditions()
             fin, phase = jobdir.run_runner(["agents.host.runner", str(jd)], jd, job.timeout_s, progress, cancel,
-                                           python=python, env=env)
+                                           python=python, env=env, warm=forked if template else None)
             after = run_conditions()
-            details = {"host_runtime": build.label}
+            details = {"host_runtime": build.label, **(started or {"runner_start": "spawn"})}
+            if not started:
+                why = (template.broken or "its fork server did not come up in time") if template else self.warm.why_not
+                details["runner_start_why"] = why
             if build.python is not None:
                 details["runtime_environment"] = str(build.python.parent.parent)
-            return self._collect(jd, fin, base, phase, {"before": before, "after": after}, details)
+            if known:
+                details["placement_from"] = f"an earlier job of this model, build and options ({known[1]})"
+            res = self._collect(jd, fin, base, phase, {"before": before, "after": after}, details)
+            if not known:
+                self._remember_placement(key, res, job.job_id)
+            return res
         finally:
             shutil.rmtree(jd, ignore_errors=True)
 

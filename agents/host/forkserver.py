@@ -45,7 +45,7 @@ import signal
 import socket
 import sys
 
-MAX_MESSAGE = 64 * 1024  # a request is a job folder path; far below this
+from harness.kernel import limits
 
 
 def _threads() -> int:
@@ -111,7 +111,7 @@ def serve(sock: socket.socket) -> None:
                 pass
         if sock in ready:
             try:
-                data, fds, _, _ = socket.recv_fds(sock, MAX_MESSAGE, 2)
+                data, fds, _, _ = socket.recv_fds(sock, limits.FORK_SERVER_MESSAGE_BYTES, 2)
             except OSError:
                 data, fds = b"", []
             if not data:

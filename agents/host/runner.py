@@ -166,6 +166,11 @@ def main(job_dir: str) -> int:
     jd = Path(job_dir)
     spec = json.loads((jd / "job.json").read_text())
     result: dict = {"error": None, "validity": {}, "details": {}}
+    # A runner forked from a warm template (agents/host/warm.py) starts with
+    # one thread, like a spawned one: no runtime thread pool exists yet.
+    threads = _status_kib("Threads")
+    if threads is not None:
+        result["details"]["threads_at_start"] = threads
     outputs: dict = {}
     try:
         _run(jd, spec, result, outputs)
@@ -308,6 +313,12 @@ def _run(jd: Path, spec: dict, result: dict, outputs: dict) -> None:
     }
     del sess, run
 
+    known = spec.get("placement")
+    if known is not None:
+        # The agent measured this model's placement with this build and these
+        # options before (agents/host/driver.py's cache): no second pass.
+        result["placement"] = known
+        return
     result["_stage"] = "placement"
     _emit({"phase": "placement", "samples": len(samples), "elapsed_s": elapsed})
     result["placement"] = _placement(ort, jd, spec["model_path"], ep, options, providers, feed, libraries, assignment)
@@ -316,9 +327,26 @@ def _run(jd: Path, spec: dict, result: dict, outputs: dict) -> None:
 def _placement(ort, jd: Path, model_path: str, ep: str, options: dict, providers, feed,
                libraries: tuple = (), assignment=None) -> dict | None:
     """The profile pass (time share per EP) and, where the measuring session
-    could not tell the placement, its verbose log; then the strict probe."""
-    from agents import placement as pl
+    could not tell the placement, its verbose log; then the strict probe.
 
+    No pass at all where the measuring session's assignment already says
+    everything: a CPU target whose every model node ran on the CPU EP spends
+    all its kernel time there (the profile would count only CPU node events),
+    and a CPU target has no strict probe. The strict probe itself is never
+    derived from the assignment: EPs read `session.disable_cpu_ep_fallback`
+    and behave differently under it (OpenVINO's NPU-to-CPU device fallback,
+    providers/openvino/backend_manager.cc; QNN's qnn_execution_provider.cc).
+    """
+    from agents import placement as pl
+    from harness.kernel.eps import CPU_EPS
+
+    if assignment is not None and ep in CPU_EPS and \
+            {p for p, nodes in assignment if nodes} == {"CPUExecutionProvider"}:
+        import dataclasses
+
+        one = pl.combine(ep, None, None, None, api=assignment)
+        if one is not None:
+            return pl.as_dict(dataclasses.replace(one, time_share_by_ep={"cpu": 1.0}))
     log = None
     verbose = assignment is None
     if verbose:
@@ -350,8 +378,6 @@ def _placement(ort, jd: Path, model_path: str, ep: str, options: dict, providers
             log = pl.parse_verbose_log(fh)
     profile = pl.parse_profile(pl.load_profile(profile_path))
     fully = None
-    from harness.kernel.eps import CPU_EPS
-
     if ep not in CPU_EPS:
         strict = dict(options)
         strict["session.disable_cpu_ep_fallback"] = "1"

@@ -158,7 +158,7 @@ class RecordedApp:
     def _predict(self, model_id: str, params: Mapping[str, Any], resource: Optional[Path], out: Path) -> dict:
         from coremltools.models.ml_program.experimental.remote_device import _TensorDescriptor
 
-        from agents.ios.recorded import feed_key
+        from agents.ios.recorded_plan import feed_key
 
         if resource is None or not resource.is_file():
             raise _AppError(-32602, "missing resource: the prediction's input data")
@@ -200,7 +200,7 @@ def plan_infos(plan: Mapping[str, Any]) -> list[dict]:
     with a device usage, keyed by its ModelStructurePath."""
     from coremltools.models.ml_program.experimental.model_structure_path import map_model_structure_to_path
 
-    from agents.ios.recorded import RecordedComputePlan
+    from agents.ios.recorded_plan import RecordedComputePlan
 
     rp = RecordedComputePlan(plan)
     infos = []

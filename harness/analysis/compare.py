@@ -218,15 +218,16 @@ def _devices(doc: Mapping) -> dict[str, set]:
 
 def latency_text(lat: Mapping) -> str:
     """'p90 0.031 → 0.041 ms (×1.32, 95% CI ×1.18–×1.48); 5 → 5 sessions; noise floor ±9.8% (...)'."""
-    metric = (lat.get("judged_on") or ["p90"])[0]
+    judged = lat.get("judged_on") or ["p90"]
     parts = []
-    if lat.get(f"{metric}_ratio") is not None:
-        ci = lat.get(f"{metric}_ratio_ci")
-        parts.append(f"{metric} {lat[f'old_{metric}_ms']:.4g} → {lat[f'new_{metric}_ms']:.4g} ms "
-                     f"(×{lat[f'{metric}_ratio']:.2f}" + (f", 95% CI ×{ci[0]:.2f}–×{ci[1]:.2f})" if ci else ")"))
+    for metric in judged + [m for m in ("p90", "p50") if m not in judged]:
+        if lat.get(f"{metric}_ratio") is not None:
+            ci = lat.get(f"{metric}_ratio_ci")
+            parts.append(f"{metric} {lat[f'old_{metric}_ms']:.4g} → {lat[f'new_{metric}_ms']:.4g} ms "
+                         f"(×{lat[f'{metric}_ratio']:.2f}" + (f", 95% CI ×{ci[0]:.2f}–×{ci[1]:.2f})" if ci else ")"))
     unit = "pairs" if lat.get("design") == "interleaved pairs" else "sessions"
     parts.append(f"{lat.get('old_sessions')} → {lat.get('new_sessions')} {unit}")
-    parts.append(floor_line((lat.get("noise_floor") or {}).get(metric)))
+    parts.append(floor_line((lat.get("noise_floor") or {}).get(judged[0])))
     return "; ".join(parts)
 
 

@@ -201,8 +201,8 @@ def missing_evidence(f: Facts, winner: Optional[dict]) -> list[dict]:
     if winner is not None and winner.get("validation") == "pending":
         ran = {c: ", ".join(d.get("targets") or []) or "no target" for c, d in f.divergence.items()}
         why = "; ".join(f"{c} ran on {t}" for c, t in ran.items()) or "no quantised candidate in the run"
-        out.append({"what": "cross-platform validation pending", "cause": "the quantised candidate ran on fewer "
-                    "than both targets", "why": why, "command": f.command})
+        out.append({"what": "cross-platform validation pending", "cause": "no quantised candidate has run on "
+                    "both targets", "why": why, "command": f.command})
     return out
 
 

@@ -17,7 +17,7 @@ runtime target x model size class, for the p50 and the p90 apart:
   in the same round of one run (the scheduler interleaves every job's
   sessions ABBA) varies from round to round — the pooled deviation of the
   log ratio of session k of one candidate to session k of the next, over
-  disjoint pairs of candidates of one size class in each stored run. What
+  disjoint pairs of candidates of similar speed in each stored run. What
   two interleaved sessions share (drift, neighbours) cancels in it.
 
 The floor of a comparison is the 95 % band of that noise for its design:
@@ -197,21 +197,30 @@ class NoiseBook:
         return self
 
     def learn_pairs(self, records: Iterable[Mapping[str, Any]], run_id: Optional[str] = None) -> "NoiseBook":
-        """Learn sigma_pair from the records of one run: per device target and
-        size class, candidates in name order paired off (first with second,
-        third with fourth), session k with session k."""
+        """Learn sigma_pair from the records of one run: per device target,
+        candidates in order of their median paired off (first with second,
+        third with fourth) while the two are within 3x of each other, session
+        k with session k; a pair counts for its faster member's size class
+        (two models either side of a class edge are still one pair)."""
         groups: dict[tuple, list[Mapping[str, Any]]] = {}
         for r in records:
-            cls = size_class((r.get("timing") or {}).get("p50_ms"))
-            if cls and not r.get("error"):
-                groups.setdefault((*device_target(r), cls), []).append(r)
-        for key, recs in groups.items():
-            recs = sorted(recs, key=lambda r: str(r.get("candidate")))
-            noise = self._by.setdefault(key, Noise(*key))
-            for a, b in zip(recs[::2], recs[1::2]):
-                if (str(run_id or a.get("_run_id")), str(a.get("job")), str(b.get("job"))) in self._seen_pairs:
+            if size_class((r.get("timing") or {}).get("p50_ms")) and not r.get("error"):
+                groups.setdefault(device_target(r), []).append(r)
+        for (profile, target), recs in groups.items():
+            recs = sorted(recs, key=lambda r: (r["timing"]["p50_ms"], str(r.get("candidate"))))
+            i = 0
+            while i + 1 < len(recs):
+                a, b = recs[i], recs[i + 1]
+                if b["timing"]["p50_ms"] > 3 * a["timing"]["p50_ms"]:
+                    i += 1
                     continue
-                self._seen_pairs.add((str(run_id or a.get("_run_id")), str(a.get("job")), str(b.get("job"))))
+                i += 2
+                seen = (str(run_id or a.get("_run_id")), str(a.get("job")), str(b.get("job")))
+                if seen in self._seen_pairs:
+                    continue
+                self._seen_pairs.add(seen)
+                cls = size_class(a["timing"]["p50_ms"])
+                noise = self._by.setdefault((profile, target, cls), Noise(profile, target, cls))
                 for metric in METRICS:
                     xa, xb = session_figures(a, metric), session_figures(b, metric)
                     k = min(len(xa), len(xb))

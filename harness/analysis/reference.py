@@ -101,10 +101,13 @@ def store_references(store, run_id: str, prep: Any, progress: Callable[[dict], N
     it. Returns {candidate: meta}; never raises for a model's failure.
     """
     metas: dict = {}
+    facts = getattr(prep, "facts", None)
+    runtime = reference_runtime()
     for c in prep.cands.candidates:
         infos = prep.infos.get(c.name, {})
         try:
-            inv = {fmt: model_inventory(i) for fmt, i in infos.items()}
+            inv = {fmt: (facts.get(i.sha256, fmt) if facts is not None else None) or model_inventory(i)
+                   for fmt, i in infos.items()}
             store.put_blob(run_id, f"model/{c.name}", json.dumps(inv).encode())
         except Exception as exc:  # an inventory is a convenience, never fatal
             log.warning("model inventory of %s: %s", c.name, exc)
@@ -115,10 +118,18 @@ def store_references(store, run_id: str, prep: Any, progress: Callable[[dict], N
         elif not probes:
             meta = {"status": "skipped", "reason": "no probe inputs"}
         else:
+            key = reference_key(info.sha256, probes, runtime) if runtime else None
+            cached = _cached(store, key)
             try:
-                outputs, meta = _run_child(Path(info.path), probes, timeout_s)
-                meta["status"] = "ok"
-                store.put_blob(run_id, f"reference/{c.name}", arrays.pack(outputs))
+                if cached is not None:
+                    packed, meta = cached
+                    meta = {**meta, "cached": True}
+                else:
+                    outputs, meta = _run_child(Path(info.path), probes, timeout_s)
+                    meta["status"] = "ok"
+                    packed = arrays.pack(outputs)
+                    _keep(store, key, info.sha256, packed, meta)
+                store.put_blob(run_id, f"reference/{c.name}", packed)
             except _Failed as exc:
                 meta = {"status": "failed", "reason": str(exc)[:2000]}
             except Exception as exc:  # the controller's own trouble (disk, fork): recorded, the run goes on
@@ -127,6 +138,73 @@ def store_references(store, run_id: str, prep: Any, progress: Callable[[dict], N
         store.put_blob(run_id, f"reference-meta/{c.name}", json.dumps(meta).encode())
         progress({"event": "reference", "candidate": c.name, **meta})
     return metas
+
+
+# What the reference session is (refrun.py: CPU EP, optimisations off, one
+# thread); bump when that changes, and every reference is computed again.
+REFERENCE_VERSION = 1
+
+
+def reference_runtime() -> Optional[str]:
+    """The controller's ONNX Runtime as `<distribution> <version>`, read from
+    the wheel's capi/build_and_package_info.py (package_name, __version__),
+    without importing it; None when it cannot be told (then nothing is cached)."""
+    import importlib.util
+    import re
+
+    try:
+        spec = importlib.util.find_spec("onnxruntime")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    info = Path(list(spec.submodule_search_locations)[0]) / "capi" / "build_and_package_info.py"
+    try:
+        text = info.read_text()
+    except OSError:
+        return None
+    name = re.search(r"^package_name\s*=\s*'([^']+)'", text, re.M)
+    version = re.search(r"^__version__\s*=\s*'([^']+)'", text, re.M)
+    return f"{name.group(1)} {version.group(1)}" if name and version else None
+
+
+def reference_key(model_digest: str, probes: list, runtime: str) -> str:
+    """The content address of one model's reference outputs: its digest, the
+    probe inputs' bytes (names, dtypes, shapes, values) and the runtime."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for part in (model_digest, runtime, f"reference v{REFERENCE_VERSION}"):
+        h.update(part.encode() + b"\0")
+    for i, probe in enumerate(probes):  # not the npz bytes: a zip entry carries the time it was written
+        for name in sorted(probe):
+            a = np.ascontiguousarray(probe[name])
+            h.update(f"{i}/{name}:{a.dtype.str}:{a.shape}\0".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _cached(store, key: Optional[str]) -> Optional[tuple[bytes, dict]]:
+    if key is None:
+        return None
+    from harness.store import content
+
+    try:
+        return content.get_reference(store, key)
+    except Exception as exc:  # a miss, never a failed run
+        log.debug("reference cache lookup: %s", exc)
+        return None
+
+
+def _keep(store, key: Optional[str], digest: str, packed: bytes, meta: dict) -> None:
+    if key is None:
+        return
+    from harness.store import content
+
+    try:
+        content.put_reference(store, key, digest, packed, meta)
+    except Exception as exc:
+        log.debug("reference not kept: %s", exc)
 
 
 def load_reference(store, run_id: str, candidate: str) -> tuple[list, dict]:

@@ -8,6 +8,7 @@ from then on it is an address like any other."""
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,34 @@ class Connected:
             c.close()
         if self.embedded is not None:
             self.embedded.stop()
+
+
+class EarlyAgent:
+    """A local agent started in the background while the run reads its
+    files; calling it waits for it (a LocalAgent itself), `discard` stops it."""
+
+    def __init__(self, start_local: LocalAgent):
+        self._box: dict = {}
+        self._thread = threading.Thread(target=self._start, args=(start_local,), name="local-agent", daemon=True)
+        self._thread.start()
+
+    def _start(self, start_local: LocalAgent) -> None:
+        try:
+            self._box["agent"] = start_local()
+        except BaseException as exc:  # raised where the run asks for the agent
+            self._box["error"] = exc
+
+    def __call__(self):
+        self._thread.join()
+        if "error" in self._box:
+            raise self._box["error"]
+        return self._box["agent"]
+
+    def discard(self) -> None:
+        self._thread.join()
+        agent = self._box.get("agent")
+        if agent is not None:
+            agent.stop()
 
 
 def devices_from_describe(agent: str, resp: pb.DescribeResponse) -> list[AgentDevice]:

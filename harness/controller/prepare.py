@@ -38,10 +38,13 @@ class Prepared:
     config: dict
     lab: Any = None
     warnings: list = field(default_factory=list)  # said before the run starts (generated integer inputs, ...)
+    facts: Any = None  # harness.modelfacts.FactsCache: model facts by digest, written to the run's store
 
 
-def prepare(req: Any) -> Prepared:
-    """Load and validate everything; raises ConfigError with one line."""
+def prepare(req: Any, facts: Any = None) -> Prepared:
+    """Load and validate everything; raises ConfigError with one line.
+    `facts` (harness.modelfacts.FactsCache) spares inspecting a file whose
+    digest the store has seen."""
     cohort = load_cohort(req.cohort)
     if req.candidates_file and req.models:
         raise ConfigError("give either --candidates FILE or --model NAME=PATH, not both")
@@ -58,7 +61,7 @@ def prepare(req: Any) -> Prepared:
     eval_path = _eval_path(getattr(req, "eval_set", None), cands.eval)
     arts, infos, probes, labels, specs = {}, {}, {}, {}, {}
     for c in cands.candidates:
-        a, i = artefacts.prepare(c)
+        a, i = artefacts.prepare(c, facts)
         arts[c.name], infos[c.name] = a, i
         # Probes follow the ONNX model's inputs, or a Core ML model's when that
         # is all the candidate has (image inputs are fed as tensors then, so
@@ -115,7 +118,7 @@ def prepare(req: Any) -> Prepared:
         "eval": str(eval_path) if eval_path else None, "inputs": sources, "input_warnings": warnings,
         "eval_flag": str(req.eval_set) if getattr(req, "eval_set", None) else None,
     }
-    return Prepared(cohort, cands, arts, infos, probes, labels, config, lab, warnings)
+    return Prepared(cohort, cands, arts, infos, probes, labels, config, lab, warnings, facts)
 
 
 def _eval_path(flag, from_file) -> Path | None:
@@ -143,10 +146,13 @@ def prepare_from_store(store, run_id: str) -> Prepared:
         cands.append(ResolvedCandidate(name, spec, Path(c["onnx"]) if c.get("onnx") else None,
                                        Path(c["coreml"]) if c.get("coreml") else None))
     rc = ResolvedCandidates(cfg.get("reference"), None, tuple(cands), None)
+    from harness.modelfacts import FactsCache
+
+    facts = FactsCache(store)
     arts, infos, probes, labels = {}, {}, {}, {}
     for c in cands:
-        arts[c.name], infos[c.name] = artefacts.prepare(c)
+        arts[c.name], infos[c.name] = artefacts.prepare(c, facts)
         probes[c.name] = arrays.unpack(store.get_blob(run_id, f"probes/{c.name}"))
         lab = store.get_blob(run_id, f"labels/{c.name}")
         labels[c.name] = [d["labels"] for d in arrays.unpack(lab)] if lab else None
-    return Prepared(cohort, rc, arts, infos, probes, labels, cfg, None)
+    return Prepared(cohort, rc, arts, infos, probes, labels, cfg, None, facts=facts)

@@ -16,18 +16,20 @@ import logging
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import harness
 from harness.config.resolve import load_lab
-from harness.controller.connect import Connected, LocalAgent, connect
+from harness.controller.connect import Connected, EarlyAgent, LocalAgent, connect
 from harness.controller.execute import Hooks, Outcome, execute
 from harness.controller.planner import Plan, make_plan, with_policy
 from harness.controller.scheduler import job_key_of
 from harness.controller.estimate import job_estimates
 from harness.controller.prepare import Prepared, prepare, prepare_from_store
+from harness.controller.request import RunOutcome, RunRequest
+from harness.modelfacts import FactsCache
 from harness.kernel import arrays, wire
 from harness.kernel.configfile import ConfigError
 from harness.record.build import build_record
@@ -37,39 +39,6 @@ from harness.store.lease import Lease, new_session_id
 from harness.store.provenance import provenance
 
 log = logging.getLogger("harness.controller")
-
-
-@dataclass
-class RunRequest:
-    cohort: str
-    candidates_file: Optional[Path] = None
-    models: Sequence[str] = ()
-    shapes: Sequence[str] = ()
-    dims: Sequence[str] = ()
-    eval_set: Optional[Path] = None  # probe inputs (+ labels); default: the candidates file's eval
-    lab: Optional[Path] = None
-    store: Optional[str] = None
-    out: Optional[Path] = None
-    probes: int = 8
-    drivers: Optional[Sequence[str]] = None  # the local agent's drivers (no lab file)
-    resume: Optional[str] = None
-    sustained_s: Optional[float] = None  # run each job for exactly this long (windows, throttling)
-    repeat: Optional[int] = None  # sessions per job, overriding the policy's `sessions` (docs/running.md)
-    cooldown_s: float = 0.0  # pause before each later session of a job
-
-
-@dataclass
-class RunOutcome:
-    run_id: str
-    report: dict
-    out_files: list[Path] = field(default_factory=list)
-    interrupted: bool = False
-
-    def budget_failures(self) -> list[str]:
-        """One line per failed budget of the report's baseline."""
-        from harness.analysis import budget_failures
-
-        return budget_failures(self.report)
 
 
 def new_run_id(now: Optional[float] = None) -> str:
@@ -94,7 +63,31 @@ def run(req: RunRequest, progress: Progress = lambda e: None, start_local: Optio
     `start_local` starts the agent used when there is no lab file."""
     if req.resume:
         return resume(req, progress, start_local)
-    return _run(req, prepare(req), progress, None, start_local)
+    # The local agent starts while the files are read (it loads its drivers,
+    # which warm their runners), and a store that exists already answers for
+    # model files it has seen (harness/modelfacts.py); bad input still ends
+    # with nothing started or written.
+    local = EarlyAgent(start_local) if req.lab is None and start_local is not None else None
+    store = _existing_store(req)
+    try:
+        prep = prepare(req, FactsCache(store))
+    except BaseException:
+        if local is not None:
+            local.discard()
+        if store is not None:
+            store.close()
+        raise
+    return _run(req, prep, progress, None, local or start_local, store)
+
+
+def _existing_store(req: RunRequest):
+    """The run's store when it exists already (nothing is created here); None otherwise."""
+    try:
+        lab = load_lab(req.lab) if req.lab else None
+        url = choose(req.store, lab.store if lab is not None else None, Path(req.lab).parent if req.lab else None)
+        return open_store(url, create=False)
+    except Exception:  # no store yet, or one the run will refuse with its own message
+        return None
 
 
 def resume(req: RunRequest, progress: Progress = lambda e: None,
@@ -123,17 +116,24 @@ def store_choice(req: RunRequest, prep: Prepared) -> Optional[str]:
 
 
 def _run(req: RunRequest, prep: Prepared, progress: Progress, run_id: Optional[str],
-         start_local: Optional[LocalAgent]) -> RunOutcome:
+         start_local: Optional[LocalAgent], opened: Any = None) -> RunOutcome:
     from harness.report.document import build_report, write_reports
 
     for note in prep.warnings:
         progress({"event": "warning", "message": note})
     # Agents first: an agent that does not answer must not leave a run behind.
-    conn = connect(prep.lab, Path(req.lab) if req.lab else None, start_local=start_local)
+    try:
+        conn = connect(prep.lab, Path(req.lab) if req.lab else None, start_local=start_local)
+    except BaseException:
+        if opened is not None:
+            opened.close()
+        raise
     store = lease = None
     session, who = new_session_id(), provenance()
     try:
-        store = open_store(store_choice(req, prep))
+        store = opened if opened is not None else open_store(store_choice(req, prep))
+        if prep.facts is not None:
+            prep.facts.flush(store)
         resuming = run_id is not None
         if resuming:
             # Before reading what is left: another controller working on this
@@ -146,10 +146,16 @@ def _run(req: RunRequest, prep: Prepared, progress: Progress, run_id: Optional[s
         if sustained_s:
             plan = with_policy(plan, lambda p: p.sustained(sustained_s))
         if prep.config.get("repeat"):
-            # `--repeat N`: exactly N sessions of every job.
+            # `--repeat N`: exactly N sessions of every job (with --sustained,
+            # each of the whole duration: the job's is N times it).
             n = int(prep.config["repeat"])
-            plan = Plan(jobs=[replace(j, measure=replace(j.measure, sessions=n), fixed_sessions=True)
-                              for j in plan.jobs], gaps=plan.gaps, matched=plan.matched)
+            scale = n if sustained_s else 1
+
+            def sessions_of(p):
+                return replace(p, sessions=n, min_s=p.min_s * scale, max_s=p.max_s * scale)
+
+            plan = Plan(jobs=[replace(j, measure=sessions_of(j.measure), fixed_sessions=True) for j in plan.jobs],
+                        gaps=plan.gaps, matched=plan.matched)
         if resuming:
             plan, prior = _remaining(store, run_id, plan)
         else:

@@ -219,7 +219,11 @@ def create_app(store, token: Optional[str] = None) -> Starlette:
                 raise BadRequest(f"threshold={threshold!r}: expected a fraction such as 0.05") from None
             if not 0 <= t <= 10:
                 raise BadRequest(f"threshold={t}: expected 0..10")
-            cmp = compare_docs(build_report(store, old), build_report(store, new), threshold=t)
+            from harness.analysis import noise
+
+            o, n = build_report(store, old), build_report(store, new)
+            keys = [noise.device_target(r) for d in (o, n) for r in d["results"] if not r.get("error")]
+            cmp = compare_docs(o, n, threshold=t, noise=noise.from_store(store, keys))
         return page("compare.html", title="Compare runs", cmp=cmp, old=old, new=new, recent=recent)
 
     routes = [Route("/", guarded(runs_page)), Route("/runs/{run_id}", guarded(run_page)),

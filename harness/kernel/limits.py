@@ -55,6 +55,25 @@ EVENT_POLL_S = 0.5
 # Shutting down: how long in-flight RPCs get before the server stops.
 SHUTDOWN_GRACE_S = 5.0
 
+# --- agent: warm runners (agents/host/warm.py) -------------------------------
+# Fork-server templates held at once (one per runtime environment in use);
+# each holds an interpreter with numpy and ONNX Runtime imported (~50-150 MB).
+FORK_SERVERS = 4
+# A template that keeps dying is given up (runners are spawned instead) after
+# this many ends within the window: a broken environment must not loop.
+FORK_SERVER_RESTARTS = 5
+FORK_SERVER_RESTART_WINDOW_S = 600.0
+# Backoff between restarts of a template that died again, at most this.
+FORK_SERVER_BACKOFF_CAP_S = 10.0
+# A template imports ONNX Runtime (an OpenVINO build imports its plugins);
+# a busy host can take tens of seconds; past this, a job spawns its runner.
+FORK_SERVER_START_TIMEOUT_S = 60.0
+# One fork-server message: a job folder path or a child's exit status.
+FORK_SERVER_MESSAGE_BYTES = 64 * 1024
+# Placements (with their strict probe) kept per (model digest, build,
+# options) on an agent, so a later session or a repeat job skips the pass.
+PLACEMENT_CACHE_ENTRIES = 512
+
 # --- controller faults ------------------------------------------------------
 # Attempts per job across devices when agents are lost mid-job.
 MAX_JOB_ATTEMPTS = 3

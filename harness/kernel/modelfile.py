@@ -75,7 +75,8 @@ def _dims(value_info) -> tuple[Dim, ...]:
     return tuple(out)
 
 
-def inspect_onnx(path: Path) -> ModelInfo:
+def inspect_onnx(path: Path, sha256: Optional[str] = None) -> ModelInfo:
+    """The facts of an ONNX file (`sha256`: its digest when the caller has it already)."""
     import numpy as np
     import onnx
     from google.protobuf.message import DecodeError
@@ -130,5 +131,5 @@ def inspect_onnx(path: Path) -> ModelInfo:
         TensorSpec(o.name, ONNX_DTYPES.get(o.type.tensor_type.elem_type, "unknown"), _dims(o)) for o in g.output
     )
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-    return ModelInfo(path=path, sha256=sha256_file(path), format="onnx", size_bytes=size, inputs=inputs,
+    return ModelInfo(path=path, sha256=sha256 or sha256_file(path), format="onnx", size_bytes=size, inputs=inputs,
                      outputs=outputs, params=params, precision=precision, op_types=dict(ops), opset=opset)

@@ -244,6 +244,7 @@ class Window(Part):
     n: int = _f("runs in the window", ...)
     p50_ms: float = _f("median of the window", ...)
     p90_ms: float = _f("p90 of the window", ...)
+    mean_ms: Optional[float] = _f("mean of the window")
 
 
 class Figure(Part):

@@ -37,10 +37,11 @@ def fmt_spread(t: dict) -> str:
     """The tail against the median: p99/p50 (p90/p50 when p99 needs more
     samples than were taken). A property of the workload, not a flag."""
     sp = t.get("spread") or {}
+    ratio = lambda v: f"{v:.1f}×" if v < 100 else f"{v:.0f}×"  # noqa: E731
     if sp.get("p99_over_p50") is not None:
-        return f"{sp['p99_over_p50']:.2g}×"
+        return ratio(sp["p99_over_p50"])
     if sp.get("p90_over_p50") is not None:
-        return f"{sp['p90_over_p50']:.2g}× (p90)"
+        return ratio(sp["p90_over_p50"]) + " (p90)"
     return "—"
 
 

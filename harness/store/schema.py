@@ -107,3 +107,29 @@ blobs = Table(
     Column("name", Text, primary_key=True),
     Column("data", LargeBinary, nullable=False),
 )
+
+# Content-addressed facts, shared by every run (no run id): what the controller
+# learnt about a model file and the reference outputs it computed, each under
+# a key made only of what determines it, so a later run of the same bytes
+# reads them instead of inspecting or running the model again
+# (harness/store/content.py).
+model_facts = Table(
+    "model_facts", metadata,
+    Column("digest", Text, primary_key=True),  # sha256 of the artefact as it travels
+    Column("format", Text, primary_key=True),
+    Column("facts_version", Integer, primary_key=True),  # the inspector's version: a new one recomputes
+    Column("facts_json", Text, nullable=False),
+    Column("created", Float, nullable=False),
+)
+
+reference_outputs = Table(
+    "reference_outputs", metadata,
+    # sha256 over the model's digest, the packed probe inputs and the runtime
+    # (distribution, version, session settings) that computed the outputs.
+    Column("key", Text, primary_key=True),
+    Column("model_digest", Text, nullable=False),
+    Column("outputs", LargeBinary, nullable=False),  # harness.kernel.arrays.pack of the outputs
+    Column("meta_json", Text, nullable=False),
+    Column("created", Float, nullable=False),
+    Index("ix_reference_outputs_model", "model_digest"),
+)

@@ -9,16 +9,21 @@ from labkit import harness_cli
 
 
 def _doc(run_id, version, seed):
+    from harness.kernel.measure import sessions
+
     rng = np.random.default_rng(seed)
+    samples = rng.normal(1.0, 0.01, 1500).tolist()
+    timing, _ = sessions.describe(samples, [{"n": 300}] * 5)  # five sessions, as a run measures them
     row = {
-        "job": "host-cpu/m/onnxruntime@any/cpu", "candidate": "m", "target": "onnxruntime@any/cpu",
+        "job": "host-cpu/m/onnxruntime@any/cpu", "candidate": "m", "technique": "baseline",
+        "target": "onnxruntime@any/cpu",
         "device": {"id": "host:a", "profile": "host-cpu", "platform": "linux",
                    "facts": {"model": "EPYC", "abi": "x86_64", "os_version": "Debian 12"}},
         "runtime": {"name": "onnxruntime", "version": version, "ep": "cpu", "options": {}},
-        "timing": {"samples_ms": list(rng.normal(1.0, 0.01, 300))}, "memory": None, "placement": None,
+        "timing": {**timing, "samples_ms": samples}, "memory": None, "placement": None,
         "error": None, "validity": {"warnings": []}, "details": {},
     }
-    return {"run": {"id": run_id}, "results": [row]}
+    return {"run": {"id": run_id, "cohort": "c", "harness_version": "0.1.0"}, "results": [row]}
 
 
 def test_compare_refuses_different_runtime_versions_unless_forced(tmp_path):

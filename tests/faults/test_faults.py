@@ -62,8 +62,11 @@ def test_agent_killed_mid_job_job_completes_elsewhere(tmp_path, spawn_agent):
                       "--out", tmp_path / "out"], tmp_path)
     victim = busy_agent([a, b])
     time.sleep(0.5)
+    # The agent's children (its runners' warm templates) and theirs (the runners).
     runners = subprocess.run(["pgrep", "-P", str(victim.proc.pid)], capture_output=True, text=True).stdout.split()
     assert runners, "the busy agent has no runner child"
+    runners += [pid for parent in list(runners) for pid in
+                subprocess.run(["pgrep", "-P", parent], capture_output=True, text=True).stdout.split()]
     victim.proc.send_signal(signal.SIGKILL)
     victim.proc.wait(10)
     out, err = ctl.communicate(timeout=180)
@@ -75,7 +78,12 @@ def test_agent_killed_mid_job_job_completes_elsewhere(tmp_path, spawn_agent):
     assert r["attempts"] == 2
     db = stored(tmp_path)
     attempts = db.execute("SELECT agent, outcome FROM attempts ORDER BY at").fetchall()
-    assert attempts == [(victim.name, "transport_error"), (survivor.name, "result")]
+    # Sessions the victim finished before it died, its one lost session, then
+    # the job from its first session on the survivor (a record is one device).
+    lost = attempts.index((victim.name, "transport_error"))
+    assert set(attempts[:lost]) <= {(victim.name, "result")}
+    assert attempts[lost + 1:] == [(survivor.name, "result")] * len(r["timing"]["sessions"])
+    assert len(r["timing"]["sessions"]) == 5
     assert db.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 1
     # The killed agent's runner did not outlive it (it dies with its parent).
     for pid in runners:
@@ -143,8 +151,10 @@ def test_two_controllers_never_share_a_device(tmp_path, spawn_agent):
         assert p.returncode == 0, err
         for r in json.loads((d / "out" / "report.json").read_text())["results"]:
             assert r["error"] is None
-            spans.append((r["ran"]["started_unix"], r["ran"]["finished_unix"]))
+            # Each session is its own agent job; the sessions of one record
+            # interleave with other jobs', so the device's busy spans are theirs.
+            spans += [(x["started_unix"], x["finished_unix"]) for x in r["timing"]["sessions"]]
     spans.sort()
-    assert len(spans) == 4
+    assert len(spans) == 4 * 5  # four jobs, five sessions each
     for (s1, e1), (s2, e2) in zip(spans, spans[1:]):
         assert s2 >= e1, f"jobs overlapped on the device: {spans}"

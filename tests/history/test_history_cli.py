@@ -8,7 +8,7 @@ import pytest
 import modelkit
 from labkit import harness_cli, host_cohort, write_lab
 
-FAST_RUNS, SLOW_RUNS = 4, 2
+FAST_RUNS, SLOW_RUNS = 5, 3
 
 
 @pytest.mark.slow
@@ -17,8 +17,8 @@ def test_history_names_the_run_where_a_slower_model_arrived(tmp_path, spawn_agen
     lab = write_lab(tmp_path / "lab.yaml", [agent])
     cohort = host_cohort(tmp_path, "h", "{warmup_runs: 5, warmup_s: 0, min_runs: 100, min_s: 0, max_s: 10, "
                                          "target_ci: 0}")
-    fast = modelkit.heavy_mlp(tmp_path / "fast.onnx", width=64, depth=2)
-    slow = modelkit.heavy_mlp(tmp_path / "slow.onnx", width=256, depth=8)
+    fast = modelkit.heavy_mlp(tmp_path / "fast.onnx", width=256, depth=2)
+    slow = modelkit.heavy_mlp(tmp_path / "slow.onnx", width=512, depth=16)  # ~30x the work: far beyond run-to-run noise
     store = tmp_path / "lab.sqlite"
     ids = []
 
@@ -43,7 +43,7 @@ def test_history_names_the_run_where_a_slower_model_arrived(tmp_path, spawn_agen
     first_slow = ids[FAST_RUNS]
     assert f"regression: host-cpu · onnxruntime@any/cpu[intra_op_threads=1]: regressed at run {ids[-1]}" in p.stderr
     assert f"since run {first_slow}" in p.stderr
-    assert "▲ latency" in next(x for x in p.stdout.splitlines() if x.startswith(first_slow))
+    assert "▲ latency" in next(x for x in p.stdout.splitlines() if x.startswith(first_slow)), p.stdout
 
     doc = json.loads(harness_cli("history", "--candidate", "m", "--store", store, "--format", "json",
                                  cwd=tmp_path).stdout)

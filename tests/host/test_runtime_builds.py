@@ -35,7 +35,13 @@ def test_one_run_measures_three_builds_each_a_coverage_column(tmp_path, openvino
     # 1.20 has no graph-assignment API: its verbose log (every node listed) counts.
     older = ran[("onnxruntime", older_env.version, "cpu")]["placement"]
     assert older["source"] == "verbose log + profile" and older["nodes_by_ep"] == {"cpu": 5}
-    assert ran[("onnxruntime", own.__version__, "cpu")]["placement"]["source"] == "runtime API + profile"
+    # With the API, a CPU target whose measuring session put every node on the
+    # CPU EP needs no second pass: all of its kernel time is the CPU's.
+    mine = ran[("onnxruntime", own.__version__, "cpu")]
+    assert mine["placement"]["source"] == "runtime API" and mine["placement"]["time_share_by_ep"] == {"cpu": 1.0}
+    # Each build's runner forked from a template of its own environment.
+    assert {r["details"]["runner_start"] for r in ran.values()} == {"fork"}
+    assert len({r["details"]["template_pid"] for r in ran.values()}) == 3
     [cov] = doc["coverage"].values()
     assert set(cov["columns"]) == {f"onnxruntime {own.__version__}", f"onnxruntime {older_env.version}",
                                    f"onnxruntime-openvino {openvino_env.version}"}

@@ -21,7 +21,7 @@ HOG = "import os\nos.sched_setaffinity(0, {0})\nwhile True:\n    pass\n"
 # sessions first, so hogs started in the test's own session would only split
 # its share, and on a shared CI box already crowded on that core the
 # runner's share would hardly move.
-HOGS = 2
+HOGS = 4
 
 
 def test_cpu_hog_mid_measurement_is_flagged(tmp_path, client):

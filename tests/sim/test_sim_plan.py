@@ -111,7 +111,7 @@ def sim_lab(tmp_path):
         "  - {id: phone, platform: android, match: {driver: sim}, targets: [{runtime: onnxruntime, ep: cpu}]}\n"
         "  - {id: web, platform: browser, match: {driver: sim}, targets: [{runtime: onnxruntime-web, ep: wasm}]}\n"
         "  - {id: iphone, platform: ios, match: {driver: sim}, targets: [{runtime: coreml, ep: all}]}\n"
-        "measure: {warmup_runs: 0, warmup_s: 0, min_runs: 1, min_s: 0.3, max_s: 0.3, target_ci: 0}\n")
+        "measure: {warmup_runs: 0, warmup_s: 0, min_runs: 1, min_s: 0.3, max_s: 0.3, target_ci: 0, sessions: 1}\n")
     modelkit.mlp(tmp_path / "m.onnx", batch=1)
     cands = tmp_path / "cands.yaml"
     cands.write_text("candidates:\n" + "".join(f"  c{i}: {{onnx: m.onnx}}\n" for i in range(3)))

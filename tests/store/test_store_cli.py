@@ -8,6 +8,7 @@ from pathlib import Path
 
 from labkit import harness_cli
 from test_store_migrate import FIXTURE, RUNS, _stamp_newer
+from harness.store import migrate
 
 GAP_RUN = "20261201-201024-90ba"
 
@@ -30,7 +31,7 @@ def test_an_old_store_opens_after_migrate_with_every_run(tmp_path):
     assert p.returncode == 2 and p.stderr.count("\n") == 1
     assert f"Run `harness store migrate --store {old}` to upgrade it" in p.stderr
     p = cli("store", "migrate", "--store", old, cwd=tmp_path)
-    assert p.returncode == 0 and "upgraded from schema revision 0001 to 0002" in p.stdout, p.stderr
+    assert p.returncode == 0 and f"upgraded from schema revision 0001 to {migrate.HEAD}" in p.stdout, p.stderr
     p = cli("runs", "--store", old, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     for rid, n in RUNS.items():
@@ -42,7 +43,7 @@ def test_an_old_store_opens_after_migrate_with_every_run(tmp_path):
         [r["timing"].get("samples_ms") for r in saved["results"]]
     assert doc["decision"]["label"] == saved["decision"]["label"]
     again = cli("store", "migrate", "--store", old, cwd=tmp_path)
-    assert "already at schema revision 0002" in again.stdout
+    assert f"already at schema revision {migrate.HEAD}" in again.stdout
 
 
 def test_a_store_from_a_newer_harness_is_one_clear_line(tmp_path):

@@ -18,8 +18,11 @@ HARNESS = Path(sys.executable).parent / "harness"
 
 
 def cohort(tmp_path, min_s=0.0):
+    # One session a job, so results arrive job by job: the tests stop a run
+    # with some jobs stored and others not (sessions of several jobs on one
+    # device interleave, and all of them finish in the last round).
     return host_cohort(tmp_path, "shared", f"{{warmup_runs: 1, warmup_s: 0, min_runs: 60, min_s: {min_s}, "
-                                           f"max_s: {min_s + 5}, target_ci: 0}}")
+                                           f"max_s: {min_s + 5}, target_ci: 0, sessions: 1}}")
 
 
 def controller(args, cwd, who, extra_env=None):
@@ -70,7 +73,7 @@ def test_two_controllers_at_once_complete_both_runs(tmp_path, pg_url, spawn_agen
 def test_resume_waits_for_a_live_controller_and_takes_over_a_dead_one(tmp_path, pg_url, spawn_agent):
     agent = spawn_agent("rack-1")
     lab = write_lab(tmp_path / "lab.yaml", [agent])
-    c = cohort(tmp_path, min_s=3.0)
+    c = cohort(tmp_path, min_s=1.0)
     open_store(pg_url).close()  # the lab's store exists before anyone runs (harness store migrate)
     first = controller(["run", "--cohort", c, "--lab", lab, "--store", pg_url, "-q", *models(tmp_path, 4, "m")],
                        tmp_path, "alice")
@@ -85,7 +88,10 @@ def test_resume_waits_for_a_live_controller_and_takes_over_a_dead_one(tmp_path, 
                 break
             time.sleep(0.1)
         assert run_id, "the first controller stored nothing"
-        # While it works, a resume from elsewhere is refused, saying who holds the run.
+        # Frozen (alive, holding its lease, storing nothing more), so what
+        # follows does not race its remaining jobs on a busy machine.
+        first.send_signal(signal.SIGSTOP)
+        # While it lives, a resume from elsewhere is refused, saying who holds the run.
         p = subprocess.run([str(HARNESS), "run", "--resume", run_id, "--store", pg_url, "--lab", lab],
                            cwd=tmp_path, capture_output=True, text=True, timeout=120,
                            env={**os.environ, "HARNESS_USER": "bob"})

@@ -99,3 +99,21 @@ def test_the_live_panel_shows_done_total_running_samples_and_eta():
     assert panel.splitlines()[0] == "jobs 0/4 done · 1 running · elapsed 3.0 s · ETA ~17 s (from the plan)"
     assert panel.splitlines()[1] == "  → a on d1 · measure 4,321 samples · 3.0 s"
     assert "run r1: 3 job(s), 1 gap(s)" in out.getvalue()  # milestones scroll above the panel
+
+
+def test_a_job_between_its_sessions_waits_while_another_runs_on_its_device():
+    clock = Clock()
+    t = Tracker(clock)
+    t.feed(PLAN)
+    assert t.headline().startswith("jobs 0/4 done")
+    t.feed({"event": "started", "key": "a", "device": "d1"})
+    clock.t += 2
+    t.feed({"event": "started", "key": "b", "device": "d1"})  # a's first session is over
+    assert [ln.split(" · ")[1] for ln in t.running_lines()] == ["waiting", "started 0 samples"]
+    assert " · 1 running · " in t.headline()
+    t.feed({"event": "started", "key": "a", "device": "d1"})  # a's next session: its clock keeps running
+    assert t.running_lines()[0].endswith("2.0 s") and t.running_lines()[0].split(" · ")[1] == "started 0 samples"
+
+
+def test_before_the_plan_the_panel_says_what_it_waits_for():
+    assert Tracker(Clock()).headline() == "preparing: loading the models, reaching the agents"

@@ -38,16 +38,13 @@ class MeasurePolicy:
     def for_session(self) -> "MeasurePolicy":
         """What one of `sessions` sessions runs: the minimums, max_s and
         max_runs split between them; the full warm-up, since every session is
-        a cold process. A sustained policy (min_s == max_s, no early stop)
-        keeps its duration per session."""
+        a cold process."""
         import math
         from dataclasses import replace
 
         k = max(1, self.sessions)
         if k == 1:
             return self
-        if self.target_ci == 0 and self.min_s == self.max_s and self.min_runs == 1:
-            return replace(self, sessions=1)
         return replace(self, min_runs=math.ceil(self.min_runs / k), min_s=self.min_s / k,
                        max_s=max(self.max_s / k, self.min_s / k),
                        max_runs=math.ceil(self.max_runs / k) if self.max_runs else 0, sessions=1)
