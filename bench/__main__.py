@@ -18,7 +18,7 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import adaptive, aggregate, cli_help, compare, deploy, fanout, overhead, store
+from bench import adaptive, aggregate, cli_help, compare, deploy, fanout, overhead, store, turnaround
 from bench.common import Row, busy_note, load_average, machine, markdown_table, table
 
 # Cheapest and least disturbed first; the fan-out's sleeping agents, then the
@@ -26,6 +26,7 @@ from bench.common import Row, busy_note, load_average, machine, markdown_table, 
 BENCHMARKS = {
     "help": cli_help,
     "overhead": overhead,
+    "turnaround": turnaround,
     "adaptive": adaptive,
     "deploy": deploy,
     "fanout": fanout,

@@ -114,3 +114,18 @@ def markdown_table(rows: Sequence[Row]) -> str:
         mark = {True: "ok", False: "**missed**", None: ""}[r.ok]
         out.append(f"| {r.name} | {r.target} | {r.measured} | {mark} | {r.detail} |")
     return "\n".join(out)
+
+
+def host_cohort(root: Path, name: str, measure: str) -> Path:
+    """A profiles folder under root with one host-cpu device (one ONNX
+    Runtime CPU target, one intra-op thread: one core measured, as the
+    benchmarks compare like with like) and a cohort `name` measuring it
+    under `measure` (YAML flow text); the cohort file's path."""
+    (root / "cohorts").mkdir(parents=True, exist_ok=True)
+    (root / "devices").mkdir(exist_ok=True)
+    (root / "devices" / "host-cpu.yaml").write_text(
+        "id: host-cpu\nplatform: linux\nmatch: {driver: host}\n"
+        "targets:\n  - {runtime: onnxruntime, ep: cpu, options: {intra_op_threads: 1}}\n")
+    path = root / "cohorts" / f"{name}.yaml"
+    path.write_text(f"name: {name}\ndevices: [host-cpu]\nmeasure: {measure}\n")
+    return path

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from bench import slowdown
-from bench.common import Row, load_average
+from bench.common import Row, host_cohort, load_average
 
 POLICY = "{warmup_runs: 10, warmup_s: 0.2, min_runs: 200, min_s: 1, max_s: 3, target_ci: 0.02}"
 PAIRS = 10  # harness compare --ab's default
@@ -42,14 +42,7 @@ AB_LEVELS = {"small": (0.0, 0.30), "medium": (0.0, 0.05, 0.10, 0.30)}
 
 
 def _cohort(root: Path) -> Path:
-    (root / "cohorts").mkdir(parents=True, exist_ok=True)
-    (root / "devices").mkdir(exist_ok=True)
-    (root / "devices" / "host-cpu.yaml").write_text(
-        "id: host-cpu\nplatform: linux\nmatch: {driver: host}\n"
-        "targets:\n  - {runtime: onnxruntime, ep: cpu, options: {intra_op_threads: 1}}\n")
-    path = root / "cohorts" / "ci.yaml"
-    path.write_text(f"name: ci\ndevices: [host-cpu]\nmeasure: {POLICY}\n")
-    return path
+    return host_cohort(root, "ci", POLICY)
 
 
 def _name(family: str, level: float, copy: str = "") -> str:
@@ -60,7 +53,8 @@ def _rounds(api, req_for, rounds: int, say) -> list[dict]:
     docs = []
     for r in range(rounds):
         t0 = time.perf_counter()
-        docs.append(api.run_cohort(req_for(r)).report)
+        req = req_for(r)
+        docs.append(api.report(req.store, api.run_cohort(req).run_id))  # with every sample (the outcome has none)
         say(f"  round {r + 1}/{rounds}: {time.perf_counter() - t0:.0f} s, load {load_average()}")
     return docs
 
@@ -105,6 +99,7 @@ def run(tmp: Path, quick: bool = False, say=None) -> list[Row]:
         models = [f"{_name(f, lvl)}={variants[f][lvl].path}" for f in slowdown.FAMILIES for lvl in DEFAULT_LEVELS[f]]
         default_docs = _rounds(api, lambda r: api.RunRequest(cohort=str(cohort), models=models, lab=lab, store=store,
                                                              probes=1), rounds_default, say)
+        _keep({"default": default_docs}, variants)
         say("  interleaved A/B: rounds of one run of every model, fixed sessions")
         ab_models = []
         for f in slowdown.FAMILIES:
@@ -115,13 +110,22 @@ def run(tmp: Path, quick: bool = False, say=None) -> list[Row]:
     finally:
         agent.stop(grace=1.0)
 
-    meta = {f: {str(lvl): {"depth": v.depth, "measured_slowdown": v.measured} for lvl, v in vs.items()}
+    return analyse(default_docs, ab_docs, _keep({"default": default_docs, "ab": ab_docs}, variants))
+
+
+def _meta(variants: dict) -> dict:
+    return {f: {str(lvl): {"depth": v.depth, "measured_slowdown": v.measured} for lvl, v in vs.items()}
             for f, vs in variants.items()}
+
+
+def _keep(docs: dict, variants: dict) -> dict:
+    """With BENCH_COMPARE_KEEP=FILE, every run's report so far, to judge
+    again without measuring (`analyse`); the variants' figures either way."""
+    meta = _meta(variants)
     keep = os.environ.get("BENCH_COMPARE_KEEP")
     if keep:
-        # Every run's report, to judge again without measuring (`analyse`).
-        Path(keep).write_text(json.dumps({"default": default_docs, "ab": ab_docs, "variants": meta}, default=str))
-    return analyse(default_docs, ab_docs, meta)
+        Path(keep).write_text(json.dumps({**docs, "variants": meta}, default=str))
+    return meta
 
 
 def only(doc: dict, cand: str) -> dict:
@@ -213,3 +217,26 @@ def _rename(doc: dict, candidate: str) -> dict:
         job[1] = candidate
         out.append({**r, "candidate": candidate, "job": "/".join(job)})
     return {"run": doc["run"], "results": out}
+
+
+def main(argv: list[str]) -> int:
+    """`python -m bench.compare KEPT.json`: judge the runs a measuring pass
+    kept (BENCH_COMPARE_KEEP=KEPT.json python -m bench compare) again, with
+    this checkout's compare, and record the table in bench/RESULTS-compare.md."""
+    from bench.__main__ import RESULTS, record
+    from bench.common import machine, table
+
+    if len(argv) != 1:
+        print(main.__doc__, file=sys.stderr)
+        return 2
+    kept = json.loads(Path(argv[0]).read_text())
+    t0 = time.perf_counter()
+    rows = analyse(kept["default"], kept["ab"], kept["variants"])
+    print(table(rows))
+    record(rows, {**machine(), "note": f"judged again from {len(kept['default'])} + {len(kept['ab'])} kept runs"},
+           time.perf_counter() - t0, ["compare (from kept runs)"], RESULTS.with_name("RESULTS-compare.md"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

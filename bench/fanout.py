@@ -32,6 +32,7 @@ CANDIDATES = 4  # jobs per device in the full run
 JOB_S = 1.0
 LATENCY_MS = 10.0
 QUICK_AGENTS, QUICK_DEVICES = 4, 4
+LAB_PROCESSES = 8  # processes the simulated agents are spread over
 
 
 def _sim_config(agent: int, devices: int) -> dict:
@@ -135,32 +136,65 @@ def _one(tmp: Path, lab: Path, cohort: Path, candidates: int, tag: str) -> dict:
             "rss_growth_with_report_mb": (max(peak.peaks.values(), default=base) - base) / 2**20}
 
 
+def _start_lab(tmp: Path, agents: int, devices: int) -> tuple[list, list[str]]:
+    """The simulated agents, LAB_PROCESSES processes of them (a lab's agents
+    are separate machines: in one process they would share one GIL)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    procs, files = [], []
+    per = -(-agents // LAB_PROCESSES)
+    for p in range(0, agents, per):
+        cfg = tmp / f"simlab{p}.json"
+        cfg.write_text(json.dumps({"agents": [_sim_config(a, devices) for a in range(p, min(agents, p + per))]}))
+        files.append(tmp / f"addresses{p}.json")
+        procs.append(subprocess.Popen([sys.executable, "-m", "bench._simlab", str(cfg), str(files[-1])],
+                                      stdin=subprocess.PIPE, cwd=ROOT, env=env))
+    end = time.monotonic() + 180
+    while not all(f.exists() for f in files):
+        if any(p.poll() is not None for p in procs) or time.monotonic() > end:
+            _stop_lab(procs)
+            raise RuntimeError("the simulated lab did not start")
+        time.sleep(0.1)
+    return procs, [a for f in files for a in json.loads(f.read_text())]
+
+
+def _stop_lab(procs: list) -> None:
+    for p in procs:
+        p.stdin.close()
+    for p in procs:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def _cpu_of(procs: list) -> float:
+    """User + system CPU seconds of the lab's processes so far (/proc/PID/stat)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for p in procs:
+        try:
+            fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
 def run(tmp: Path, quick: bool = False) -> list[Row]:
     agents, devices = (QUICK_AGENTS, QUICK_DEVICES) if quick else (AGENTS, DEVICES_PER_AGENT)
-    cfg = tmp / "simlab.json"
-    cfg.write_text(json.dumps({"agents": [_sim_config(a, devices) for a in range(agents)]}))
-    addresses = tmp / "addresses.json"
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    lab_proc = subprocess.Popen([sys.executable, "-m", "bench._simlab", str(cfg), str(addresses)],
-                                stdin=subprocess.PIPE, cwd=ROOT, env=env)
+    procs, addresses = _start_lab(tmp, agents, devices)
     try:
-        end = time.monotonic() + 120
-        while not addresses.exists():
-            if lab_proc.poll() is not None or time.monotonic() > end:
-                raise RuntimeError("the simulated lab did not start")
-            time.sleep(0.1)
         lab = tmp / "lab.yaml"
         lab.write_text("agents:\n" + "".join(f"  - {{name: agent{a}, address: '{addr}'}}\n"
-                                             for a, addr in enumerate(json.loads(addresses.read_text()))))
+                                             for a, addr in enumerate(addresses)))
         cohort = _cohort(tmp / "fanout.yaml", agents, devices)
+        cpu0 = _cpu_of(procs)
         small = _one(tmp, lab, cohort, 1, "small")
+        cpu1 = _cpu_of(procs)
         full = _one(tmp, lab, cohort, CANDIDATES, "full")
+        small["lab_cpu_s"], full["lab_cpu_s"] = cpu1 - cpu0, _cpu_of(procs) - cpu1
     finally:
-        lab_proc.stdin.close()
-        try:
-            lab_proc.wait(30)
-        except subprocess.TimeoutExpired:
-            lab_proc.kill()
+        _stop_lab(procs)
     for got in (small, full):
         if got["errors"]:
             raise RuntimeError(f"fan-out run had {got['errors']} error rows ({got['first_error']})")
@@ -177,7 +211,7 @@ def run(tmp: Path, quick: bool = False) -> list[Row]:
             "memory flat in job count", f"+{full['rss_growth_mb']:.0f} MB vs +{small['rss_growth_mb']:.0f} MB",
             flat,
             f"controller CPU {full['cpu_s']:.1f} s for {full['jobs']} jobs ({1e3 * full['cpu_s'] / full['jobs']:.1f} "
-            f"ms a job; {small['cpu_s']:.1f} s for {small['jobs']}); resident set above {full['rss_base_mb']:.0f} MB "
+            f"ms a job; {small['cpu_s']:.1f} s for {small['jobs']}; the agents' processes: {full['lab_cpu_s']:.1f} s); resident set above {full['rss_base_mb']:.0f} MB "
             f"before the run, peak while dispatching (with the report: +{full['rss_growth_with_report_mb']:.0f} / "
             f"+{small['rss_growth_with_report_mb']:.0f} MB)",
             {}),

@@ -159,7 +159,7 @@ def compare(store_url: Optional[str], old: str, new: str, threshold: float = 0.0
 
     outcome = run.run(replace(ab, models=[f"old={old}", f"new={new}"], repeat=pairs, store=store_url), progress,
                       start_local=_local(ab.drivers))
-    doc = outcome.report
+    doc = report(store_url, outcome.run_id)  # with the sessions' samples (the outcome has none)
     out = compare_pairs(doc, "old", "new", threshold=threshold, memory_threshold=memory_threshold,
                         noise=store_book(store_url, [doc]))
     out["run"] = outcome.run_id

@@ -75,6 +75,13 @@ class Check:
     max_abs: float
     rel_l2: float
     top1_agreement: Optional[float]
+    # The same comparison with the runtime's graph optimisations off, so the
+    # QuantizeLinear/DequantizeLinear pairs run as written: the quantisation's
+    # own error. Level-2 optimisation fuses QDQ chains into integer kernels
+    # (QLinearConv, QLinearMatMul, ...) whose results can differ from the QDQ
+    # semantics (microsoft/onnxruntime#32132); `rel_l2` is what a deployment
+    # with default options gets. Only for QDQ variants (static).
+    rel_l2_unfused: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -200,6 +207,7 @@ def quantize(
                                         f"{_first_line(exc)})") from None
                 made[kind] = tmp
             checks = {k: _check(model, p, k, batches) for k, p in made.items()}
+            notes += [n for n in (_fusion_note(k, c) for k, c in checks.items()) if n]
 
         if cand_path is not None:
             entries = {f"{base}-{SUFFIX[kind]}": {
@@ -279,28 +287,62 @@ def _fp16(src: Path, out: Path) -> None:
 def _check(float_model: Path, variant: Path, kind: str, batches: Optional[list[dict]]) -> Optional[Check]:
     """Load the variant in ONNX Runtime (a variant that does not load is a
     failure, not an artefact) and compare its first output with the float
-    model's on the eval batches."""
+    model's on the eval batches, as deployed (default optimisation) and, for
+    QDQ variants, as quantised (optimisation off)."""
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
+    def session(path: Path, level=None):
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if level is not None:
+            opts.graph_optimization_level = level
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
     try:
-        sess = ort.InferenceSession(str(variant), opts, providers=["CPUExecutionProvider"])
+        sess = session(variant)
     except Exception as exc:
         raise QuantizeError(f"{float_model}: the {kind} variant does not load in ONNX Runtime "
                             f"({type(exc).__name__}: {_first_line(exc)})") from None
     if not batches:
         return None
-    ref = ort.InferenceSession(str(float_model), opts, providers=["CPUExecutionProvider"])
-    ra = [np.asarray(ref.run(None, x)[0], dtype=np.float64) for x in batches]
+    ra = [np.asarray(r, dtype=np.float64) for r in _first_outputs(session(float_model), batches)]
     a = np.concatenate([r.reshape(-1) for r in ra])
-    b = np.concatenate([np.asarray(sess.run(None, x)[0], dtype=np.float64).reshape(-1) for x in batches])
+
+    def flat(s) -> np.ndarray:
+        return np.concatenate([np.asarray(r, dtype=np.float64).reshape(-1) for r in _first_outputs(s, batches)])
+
+    def rel_l2(b: np.ndarray) -> float:
+        return float(np.linalg.norm(a - b) / max(np.linalg.norm(a), 1e-12))
+
+    b = flat(sess)
     top1 = None
     if ra[0].ndim >= 2 and ra[0].shape[-1] > 1:
         k = ra[0].shape[-1]
         top1 = float(np.mean(a.reshape(-1, k).argmax(1) == b.reshape(-1, k).argmax(1)))
-    rel = float(np.linalg.norm(a - b) / max(np.linalg.norm(a), 1e-12))
-    return Check(len(batches), float(np.max(np.abs(a - b))) if a.size else 0.0, rel, top1)
+    unfused = rel_l2(flat(session(variant, ort.GraphOptimizationLevel.ORT_DISABLE_ALL))) if kind == "static" else None
+    return Check(len(batches), float(np.max(np.abs(a - b))) if a.size else 0.0, rel_l2(b), top1, unfused)
+
+
+def _first_outputs(sess, batches: list[dict]) -> list:
+    return [sess.run(None, x)[0] for x in batches]
+
+
+# A deployed error this many times the quantised one (and above FUSION_FLOOR)
+# is the runtime's fused kernels, not the quantisation: worth a line.
+FUSION_RATIO = 2.0
+FUSION_FLOOR = 0.01
+
+
+def _fusion_note(kind: str, check: Optional[Check]) -> Optional[str]:
+    if check is None or check.rel_l2_unfused is None:
+        return None
+    if check.rel_l2 > FUSION_FLOOR and check.rel_l2 > FUSION_RATIO * check.rel_l2_unfused:
+        import onnxruntime as ort
+
+        return (f"{kind}: onnxruntime {ort.__version__}'s fused integer kernels move the outputs: rel L2 "
+                f"{check.rel_l2:.3g} with default optimisation against {check.rel_l2_unfused:.3g} with the QDQ "
+                f"graph run as written; measure this variant on every target runtime before choosing it")
+    return None
 
 
 def _eval_batches(info, path: Path, limit: int) -> list[dict[str, np.ndarray]]:

@@ -48,12 +48,17 @@ class HostDriver:
             if self._own is _UNSET:
                 import importlib.util
 
-                if importlib.util.find_spec("onnxruntime") is not None:
-                    # Warm the template first (its own process imports the
-                    # runtime beside this one's import below), while the
-                    # controller plans: the first job's runner then forks.
-                    self.warm.template(_OWN, None, None)
-                self._own, self._own_why = targets.own_build()
+                own = None
+                template = self.warm.template(_OWN, None, None) \
+                    if importlib.util.find_spec("onnxruntime") is not None else None
+                if template is not None and template._socket(limits.FORK_SERVER_INVENTORY_WAIT_S) is not None:
+                    # Warmed now, while the controller plans (the first job's
+                    # runner then forks); it imported the runtime, so this
+                    # process need not: it says which build it holds.
+                    own = targets.from_template(template.info)
+                if own is None:
+                    own, self._own_why = targets.own_build()
+                self._own = own
                 if self._own is None:
                     self.warm.forget(_OWN)
         own = [self._own] if self._own is not None else []

@@ -67,6 +67,7 @@ def _child(sock: socket.socket, wake: tuple[int, int], out_fd: int, err_fd: int,
     code = 1
     try:
         os.setsid()  # its own process group, so a kill reaches everything it starts
+        _name(b"harness-runner")  # what ps and top show (the command line is the template's)
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
@@ -77,6 +78,7 @@ def _child(sock: socket.socket, wake: tuple[int, int], out_fd: int, err_fd: int,
         for fd in (null, out_fd, err_fd, *wake):
             os.close(fd)
         sock.close()
+        _adopt_resident(job_dir)
         sys.argv = ["agents.host.runner", job_dir]
         from agents.host import runner
 
@@ -95,15 +97,95 @@ def _child(sock: socket.socket, wake: tuple[int, int], out_fd: int, err_fd: int,
             os._exit(code)
 
 
+def _adopt_resident(job_dir: str) -> None:
+    """Map in, in the child, every file-backed page the template has mapped.
+
+    fork(2) copies the page tables of anonymous memory but not of file
+    mappings (the kernel refaults those on use), so a forked child starts
+    with a smaller resident set than a spawned runner that imported the same
+    modules: the runner's `delta_bytes` (peak over the footprint before
+    session create) would then count library code first touched during the
+    load, and its peak would leave out what the template keeps mapped. The
+    template's /proc/PID/pagemap says which of its pages are present (bit 63,
+    Documentation/admin-guide/mm/pagemap.rst; readable by the same user);
+    madvise(MADV_POPULATE_READ) maps them in the child, so the runner's
+    footprint is the one a spawned runner would have. What it did goes to
+    JOB_DIR/fork.json for the record's details."""
+    import time
+
+    t0 = time.perf_counter()
+    pages = 0
+    try:
+        import ctypes
+
+        import numpy as np
+
+        page = os.sysconf("SC_PAGE_SIZE")
+        parent = os.getppid()
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+        MADV_POPULATE_READ = 22  # <linux/mman.h>
+        # The ranges are this process's own (the template's as they were at
+        # the fork; it may have mapped or unmapped since), the presence bits
+        # the template's.
+        with open("/proc/self/maps", encoding="ascii", errors="replace") as fh:
+            maps = fh.read().splitlines()
+        with open(f"/proc/{parent}/pagemap", "rb") as pm:
+            for line in maps:
+                parts = line.split()
+                if len(parts) < 6 or not parts[5].startswith("/") or not parts[1].startswith("r"):
+                    continue
+                lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                pm.seek(lo // page * 8)
+                entries = np.frombuffer(pm.read((hi - lo) // page * 8), dtype=np.uint64)
+                present = np.nonzero(entries >> np.uint64(63))[0]
+                if not present.size:
+                    continue
+                # Runs of consecutive present pages, each mapped by one
+                # madvise(MADV_POPULATE_READ) (Linux 5.14+, madvise(2)): a page
+                # that cannot be read is an error returned, never a fault.
+                breaks = np.nonzero(np.diff(present) != 1)[0] + 1
+                for run in np.split(present, breaks):
+                    if libc.madvise(ctypes.c_void_p(lo + int(run[0]) * page), ctypes.c_size_t(run.size * page),
+                                    MADV_POPULATE_READ) != 0:
+                        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+                    pages += int(run.size)
+        note = {"template_pages_adopted": pages, "template_pages_adopt_ms": round((time.perf_counter() - t0) * 1e3, 1)}
+    except Exception as exc:  # the runner then starts as fork(2) left it, and says so
+        note = {"template_pages_adopt_error": f"{type(exc).__name__}: {exc}"[:300]}
+    try:
+        with open(os.path.join(job_dir, "fork.json"), "w", encoding="utf-8") as fh:
+            json.dump(note, fh)
+    except OSError:
+        pass
+
+
+def _name(name: bytes) -> None:
+    """prctl(PR_SET_NAME): the thread name /proc/PID/comm shows (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(15, ctypes.c_char_p(name), 0, 0, 0)  # PR_SET_NAME = 15, <linux/prctl.h>
+    except (OSError, AttributeError):
+        pass
+
+
 def serve(sock: socket.socket) -> None:
     r, w = os.pipe()
     os.set_blocking(w, False)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wake-up fd is written
     signal.set_wakeup_fd(w)
     children: dict[int, int] = {}  # pid -> request id
-    _send(sock, {"ready": os.getpid(), "threads": _threads(), "version": _version()})
+    _send(sock, {"ready": os.getpid(), "threads": _threads(), "version": _version(), **_runtime()})
+    # poll, not select: select(2) refuses descriptors of 1024 and above
+    # (FD_SETSIZE), and the socket keeps the number it had in the agent,
+    # which may hold that many (gRPC connections, job files).
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    poller.register(r, select.POLLIN)
     while True:
-        ready, _, _ = select.select([sock, r], [], [], 1.0)
+        events = dict(poller.poll(1000))
+        ready = [x for x, fd in ((sock, sock.fileno()), (r, r)) if fd in events]
         if r in ready:
             try:
                 os.read(r, 4096)
@@ -164,6 +246,19 @@ def serve(sock: socket.socket) -> None:
 
 def _version() -> str:
     return sys.modules["onnxruntime"].__version__ if "onnxruntime" in sys.modules else ""
+
+
+def _runtime() -> dict:
+    """The runtime this environment offers, as the host driver's inventory
+    needs it (agents/host/targets.py own_build): so the agent need not import
+    ONNX Runtime itself to describe the build its runners use."""
+    try:
+        ort = sys.modules["onnxruntime"]
+        from agents.host.targets import installed_build_name
+
+        return {"providers": list(ort.get_available_providers()), "dist": installed_build_name()}
+    except Exception as exc:  # the inventory then imports the runtime in the agent, as before
+        return {"runtime_error": f"{type(exc).__name__}: {exc}"[:300]}
 
 
 def main(fd: int) -> int:

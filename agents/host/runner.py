@@ -171,6 +171,12 @@ def main(job_dir: str) -> int:
     threads = _status_kib("Threads")
     if threads is not None:
         result["details"]["threads_at_start"] = threads
+    forked = jd / "fork.json"  # what agents/host/forkserver.py did before this runner started
+    if forked.exists():
+        try:
+            result["details"].update(json.loads(forked.read_text()))
+        except ValueError:
+            pass
     outputs: dict = {}
     try:
         _run(jd, spec, result, outputs)
@@ -262,6 +268,7 @@ def _run(jd: Path, spec: dict, result: dict, outputs: dict) -> None:
             break
     result["validity"]["warmup_done"] = rule.warmup_complete(runs, perf() - start)
     result["details"]["warmup_runs"] = runs
+    result["details"]["warmup_s"] = perf() - start
 
     result["_stage"] = "measure"
     samples: list[float] = []

@@ -57,12 +57,25 @@ def own_build() -> tuple[Optional[Build], str]:
         import onnxruntime as ort
     except Exception as exc:  # a broken wheel raises more than ImportError
         return None, f"onnxruntime cannot be imported in harness's environment ({exc})"
-    # Which distribution put the module there (two at once is a broken
-    # environment: the later install overwrote the other's files).
+    return Build(ort.__version__, installed_build_name(), local_eps(ort.get_available_providers()), None,
+                 ort.__version__), ""
+
+
+def installed_build_name() -> str:
+    """Which distribution put the `onnxruntime` module in this environment
+    (two at once is a broken environment: the later install overwrote the
+    other's files; then just `onnxruntime`)."""
     dists = sorted(d.metadata["Name"].lower() for d in md.distributions()
                    if RUNTIME in (d.read_text("top_level.txt") or "").split())
-    build = dists[0] if len(dists) == 1 else RUNTIME
-    return Build(ort.__version__, build, local_eps(ort.get_available_providers()), None, ort.__version__), ""
+    return dists[0] if len(dists) == 1 else RUNTIME
+
+
+def from_template(info: dict) -> Optional[Build]:
+    """harness's own build as its warm template described it (forkserver.py's
+    ready message), or None when it could not."""
+    if not info.get("version") or info.get("providers") is None:
+        return None
+    return Build(info["version"], info.get("dist") or RUNTIME, local_eps(info["providers"]), None, info["version"])
 
 
 def build_of(env: runtimes.Environment) -> Build:

@@ -105,8 +105,13 @@ class Template:
             except OSError:
                 pass
         if proc is not None:
-            if sock is None:
-                procs.kill_tree(proc.pid, grace_s=0.0)  # still importing: it has forked nothing yet
+            with self._lock:
+                busy = any(not p.done.is_set() for p in self._pending.values())
+            if sock is None or not busy:
+                # Still importing, or idle: nothing of a job to end cleanly,
+                # and its interpreter's exit (its runtime's own shutdown work)
+                # would only delay the agent's.
+                procs.kill_tree(proc.pid, grace_s=0.0)
             try:
                 proc.wait(limits.KILL_GRACE_S)
             except subprocess.TimeoutExpired:
@@ -184,7 +189,8 @@ class Template:
             ours.settimeout(None)
             ready = True
             with self._lock:
-                self.info = {"pid": first["ready"], "threads": first.get("threads"), "version": first.get("version")}
+                self.info = {"pid": first["ready"], **{k: first.get(k) for k in ("threads", "version", "providers",
+                                                                                 "dist", "runtime_error")}}
                 self._sock = ours
                 self._starting = False
                 self._ready.notify_all()

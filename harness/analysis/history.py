@@ -2,9 +2,11 @@
 and runtime target, with the change points in them and a verdict on the
 newest run.
 
-Every figure of a point is recomputed from the run's raw samples (repeated
-sessions of a job pooled): p50 and p90 with their distribution-free 95 %
-intervals (`kernel.measure.intervals`), plus the run's peak memory and CPU
+Every figure of a point is recomputed from the run's raw samples (older
+runs' `--repeat` rows of a job pooled): p50 and p90 with their
+distribution-free 95 % intervals (`kernel.measure.intervals`) — for a record
+of several sessions its session-weighted percentiles and hierarchical p90
+interval (`kernel.measure.sessions`) — plus the run's peak memory and CPU
 fallback nodes from its records. Points are cut into *epochs* wherever the
 environment fingerprint changes in a must-match field (device model, OS,
 runtime version, EP, options, governor — `analysis.environment`): such runs
@@ -30,6 +32,7 @@ import numpy as np
 
 from harness.analysis import changepoint
 from harness.analysis.environment import MUST_MATCH, fingerprint, mismatches
+from harness.kernel.measure import sessions
 from harness.kernel.measure.intervals import percentile_interval
 
 METRICS = {"p50": 0.5, "p90": 0.9}
@@ -64,9 +67,18 @@ def _point(run: Mapping[str, Any], rows: list[Mapping[str, Any]]) -> dict:
     samples = np.sort(np.concatenate([np.asarray(r["timing"]["samples_ms"], dtype=np.float64) for r in ok]))
     point["n"] = int(samples.size)
     point["sessions"] = sum(max(1, len(r["timing"].get("sessions") or ())) for r in ok)
+    timing = ok[0]["timing"]
+    multi = len(ok) == 1 and len(timing.get("sessions") or ()) >= 2
     for name, q in METRICS.items():
-        point[f"{name}_ms"] = _quantile_sorted(samples, q)
-        ci = percentile_interval(samples, q)
+        if multi:
+            # A record of several sessions: its percentiles weigh sessions
+            # alike (kernel.measure.sessions), as `harness report` gives them;
+            # the p90's interval is the record's hierarchical one.
+            point[f"{name}_ms"] = sessions.mixture_quantiles(sessions.of_timing(timing), [q])[0]
+            ci = timing.get("p90_ci_ms") if name == "p90" else percentile_interval(samples, q)
+        else:
+            point[f"{name}_ms"] = _quantile_sorted(samples, q)
+            ci = percentile_interval(samples, q)
         point[f"{name}_ci_ms"] = list(ci) if ci else None
     peaks = [(r.get("memory") or {}).get("peak_bytes") for r in ok]
     point["peak_bytes"] = max((p for p in peaks if p), default=None)
@@ -231,7 +243,12 @@ def from_store(store, candidate: str, profile: Optional[str] = None, target: Opt
     from harness.analysis import noise
 
     rows = store.series(candidate, profile=profile, target=target, last=last)
-    book = noise.from_store(store, [(r["profile"], r["target"]) for r in rows])
+    # The candidate's own records are these rows; the store adds the others'.
+    book = noise.NoiseBook()
+    for r in rows:
+        if r["status"] == "ok":
+            book.learn([r["record"]], run_id=r["run_id"])
+    book = noise.from_store(store, [(r["profile"], r["target"]) for r in rows], book, other_than=candidate)
     doc = history(rows, candidate, metric, alpha, min_effect, noise=book)
     doc.update(profile=profile, target=target, last=last)
     return doc

@@ -20,11 +20,15 @@ runtime target x model size class, for the p50 and the p90 apart:
   disjoint pairs of candidates of similar speed in each stored run. What
   two interleaved sessions share (drift, neighbours) cancels in it.
 
-The floor of a comparison is the 95 % band of that noise for its design:
-1.96 * sqrt(sigma^2 (1/S_old + 1/S_new) + 2 tau^2) for two runs with S_old
-and S_new sessions; 1.96 * sigma_pair / sqrt(P) for P interleaved A/B pairs
-(sqrt(2) sigma in place of sigma_pair while no stored run had pairs). A
-change inside its floor is never called significant.
+The floor of a comparison is the 95 % band of that noise for its design.
+For two runs: where the store holds NOISE_MIN_RUN_STEPS or more steps from
+one run of an unchanged model to its next (same digest and environment, the
+compared runs left out), the 95th percentile of those steps — what noise did
+here, outliers (a load burst that slowed a whole run) included, which no
+spread-based formula sees; else 1.96 * sqrt(sigma^2 (1/S_old + 1/S_new) +
+2 tau^2). For P interleaved A/B pairs: 1.96 * sigma_pair / sqrt(P) (sqrt(2)
+sigma in place of sigma_pair while no stored run had pairs). A change
+inside its floor is never called significant.
 
 Size classes are by the median latency on that target, a decade each: the
 relative noise of a 30 us model (interrupts, timer, cache) is not that of a
@@ -40,6 +44,7 @@ from typing import Any, Iterable, Mapping, Optional
 import numpy as np
 
 from harness.analysis.environment import MUST_MATCH, fingerprint
+from harness.kernel import limits
 
 METRICS = ("p50", "p90")
 Z95 = 1.959964
@@ -74,6 +79,8 @@ class Part:
     records: int = 0
     # model identity -> [(run id, mean log figure, sessions)]
     runs: dict[tuple, list[tuple[str, float, int]]] = field(default_factory=dict)
+    # model identity -> [(run id, log of the record's headline figure)]
+    heads: dict[tuple, list[tuple[str, float]]] = field(default_factory=dict)
     pair_ss: float = 0.0  # squared deviations of log pair ratios about their pair's mean
     pair_df: int = 0
 
@@ -84,6 +91,17 @@ class Part:
     @property
     def sigma(self) -> Optional[float]:
         return math.sqrt(self.ss / self.df) if self.df else None
+
+    def run_steps(self, exclude: frozenset = frozenset()) -> list[float]:
+        """|log change| of the headline figure from each run of a model to
+        its next run (run ids in order: they start with the time), for every
+        model measured in two or more runs, the excluded runs left out."""
+        steps = []
+        for entries in self.heads.values():
+            kept = dict(sorted((rid, h) for rid, h in entries if rid not in exclude))
+            hs = list(kept.values())
+            steps += [abs(b - a) for a, b in zip(hs, hs[1:])]
+        return steps
 
     def tau(self, exclude: frozenset = frozenset()) -> tuple[Optional[float], int]:
         """(tau, models seen in 2+ runs); tau None when no model was."""
@@ -140,10 +158,20 @@ class Noise:
                 pair = math.sqrt(2.0) * sigma
                 out["note"] = "no stored interleaved pairs on this target: twice the between-session variance"
             var = pair ** 2 / max(1, min(old_sessions, new_sessions))
+            out["method"] = "pairs' spread"
         else:
+            steps = part.run_steps(frozenset(exclude))
+            out["run_steps"] = len(steps)
+            if len(steps) >= limits.NOISE_MIN_RUN_STEPS:
+                # What unchanged models did between one run and the next here:
+                # the 95th percentile of those changes, the noise itself.
+                out.update(fraction=math.exp(float(np.quantile(steps, 0.95))) - 1.0,
+                           method="unchanged models' run-to-run changes")
+                return out
             if sigma is None and not (tau is not None and old_sessions == new_sessions == 1):
                 return out
             var = (sigma or 0.0) ** 2 * (1.0 / max(1, old_sessions) + 1.0 / max(1, new_sessions)) + 2 * (tau or 0.0) ** 2
+            out["method"] = "sessions' spread"
             if tau is None:
                 out["note"] = "run-to-run part unknown: no model of this class measured in two runs on this target"
         out["fraction"] = math.exp(Z95 * math.sqrt(var)) - 1.0
@@ -194,6 +222,9 @@ class NoiseBook:
                     mean, count = math.log(t), 1
                 if rid and ident[0]:
                     part.runs.setdefault(ident, []).append((rid, mean, count))
+                    head = (r.get("timing") or {}).get(f"{metric}_ms")
+                    if head and head > 0:
+                        part.heads.setdefault(ident, []).append((rid, math.log(head)))
         return self
 
     def learn_pairs(self, records: Iterable[Mapping[str, Any]], run_id: Optional[str] = None) -> "NoiseBook":
@@ -246,17 +277,21 @@ def floor_line(f: Optional[Mapping[str, Any]]) -> str:
         parts.append(f"σ between pairs {100 * f['sigma_pair']:.1f}%")
     if f.get("tau_run") is not None:
         parts.append(f"between runs {100 * f['tau_run']:.1f}%")
-    if f.get("note"):
+    if f.get("method") == "unchanged models' run-to-run changes":
+        parts = [f"95th percentile of {f['run_steps']} run-to-run changes of unchanged models"]
+    elif f.get("note"):
         parts.append("run-to-run part unknown")
     return (f"noise floor ±{100 * f['fraction']:.1f}% ({f['size_class']}; {', '.join(parts) or 'run-to-run'}; "
             f"{f['records']} record(s), {f['sessions']} session(s))")
 
 
-def from_store(store, keys: Iterable[tuple[str, str]], book: Optional[NoiseBook] = None) -> NoiseBook:
-    """What the store knows of these (profile, target) device targets."""
+def from_store(store, keys: Iterable[tuple[str, str]], book: Optional[NoiseBook] = None,
+               other_than: Optional[str] = None) -> NoiseBook:
+    """What the store knows of these (profile, target) device targets (with
+    `other_than`, of every candidate but that one: the caller has its records)."""
     book = book if book is not None else NoiseBook()
     for profile, target in dict.fromkeys(keys):
-        recs = store.records_on(profile, target)
+        recs = store.records_on(profile, target, other_than=other_than)
         book.learn(recs)
         by_run: dict[str, list] = {}
         for r in recs:

@@ -57,6 +57,8 @@ def _print(o) -> None:
             line += f"  vs float on {v.check.samples} eval batches: max|d| {v.check.max_abs:.3g}, rel L2 {v.check.rel_l2:.3g}"
             if v.check.top1_agreement is not None:
                 line += f", top-1 agreement {v.check.top1_agreement:.1%}"
+            if v.check.rel_l2_unfused is not None:
+                line += f" (unfused QDQ: rel L2 {v.check.rel_l2_unfused:.3g})"
         typer.echo(line)
     if o.manifest:
         names = ", ".join(v.candidate for v in o.variants if v.candidate)

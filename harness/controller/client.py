@@ -198,7 +198,7 @@ class AgentClient:
     def run(self, job: pb.Job, on_event: Callable[[pb.RunEvent], None], deadline_s: float) -> pb.Result:
         """Run a job to its result. A broken stream (UNAVAILABLE) re-sends the
         same job id, which re-attaches to the running job on the agent."""
-        delays = backoff_delays(limits.RETRY_ATTEMPTS)
+        delays: list[float] = []  # drawn at the first retry (a fresh Random reads the OS's entropy)
         end = time.monotonic() + deadline_s
         attempt = 0
         while True:
@@ -223,6 +223,7 @@ class AgentClient:
             except AgentError as err:
                 if attempt >= limits.RETRY_ATTEMPTS:
                     raise err
+            delays = delays or backoff_delays(limits.RETRY_ATTEMPTS)
             self._sleep(delays[attempt])
             attempt += 1
 

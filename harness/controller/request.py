@@ -31,7 +31,7 @@ class RunRequest:
 @dataclass
 class RunOutcome:
     run_id: str
-    report: dict
+    report: dict  # the report document without raw samples (`timing.samples_ms` empty; api.report has them)
     out_files: list[Path] = field(default_factory=list)
     interrupted: bool = False
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import secrets
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -29,6 +28,7 @@ from harness.controller.scheduler import job_key_of
 from harness.controller.estimate import job_estimates
 from harness.controller.prepare import Prepared, prepare, prepare_from_store
 from harness.controller.request import RunOutcome, RunRequest
+from harness.controller.writer import ResultWriter
 from harness.modelfacts import FactsCache
 from harness.kernel import arrays, wire
 from harness.kernel.configfile import ConfigError
@@ -117,7 +117,8 @@ def store_choice(req: RunRequest, prep: Prepared) -> Optional[str]:
 
 def _run(req: RunRequest, prep: Prepared, progress: Progress, run_id: Optional[str],
          start_local: Optional[LocalAgent], opened: Any = None) -> RunOutcome:
-    from harness.report.document import build_report, write_reports
+    from harness.report.document import build_report
+    from harness.report.stream import write_run_reports
 
     for note in prep.warnings:
         progress({"event": "warning", "message": note})
@@ -175,8 +176,11 @@ def _run(req: RunRequest, prep: Prepared, progress: Progress, run_id: Optional[s
         lease.stop(release=False)
         store.finish_run(run_id, "interrupted" if interrupted else "finished", session=session)
         store.close_session(run_id, session)
-        doc = build_report(store, run_id)
-        files = write_reports(doc, Path(req.out)) if req.out else []
+        # Samples stay in the store: the report files stream them past
+        # (harness/report/stream.py), so the end of a run of thousands of
+        # results holds their statistics only; api.report has every sample.
+        doc = build_report(store, run_id, samples=False)
+        files = write_run_reports(store, run_id, Path(req.out), doc=doc)[1] if req.out else []
         return RunOutcome(run_id, doc, files, interrupted)
     finally:
         conn.close()
@@ -286,9 +290,8 @@ def _execute(store, run_id: str, plan: Plan, prep: Any, conn: Connected, progres
         ensure(agent)
 
     probes_pb = {c: [wire.tensors_to_pb(p) for p in ps] for c, ps in prep.probes.items()}
-    lock = threading.Lock()
 
-    def on_outcome(o: Outcome) -> None:
+    def record_of(o: Outcome) -> tuple[str, dict, Any]:
         dev = o.device
         device = {"id": dev.id, "agent": dev.agent, "platform": dev.platform, "facts": dict(dev.facts)} \
             if dev else None
@@ -298,11 +301,11 @@ def _execute(store, run_id: str, plan: Plan, prep: Any, conn: Connected, progres
                            device=device, result=o.result, attempts=o.attempts, error=o.error,
                            policy=o.job.measure,
                            sustained_s=prep.config.get("sustained_s"))
-        outputs = (o.result or {}).get("outputs") or None
-        with lock:
-            stored = store.put_result(run_id, o.job.key, rec, outputs)
-        if stored:
-            progress({"event": "result", "key": o.job.key, "record": rec})
+        return o.job.key, rec, (o.result or {}).get("outputs") or None
+
+    # Records are built and written by one thread, in batches (harness/controller/writer.py).
+    writer = ResultWriter(store, run_id, record_of,
+                          lambda key, rec: progress({"event": "result", "key": key, "record": rec}))
 
     def on_event(job, dev, ev) -> None:
         kind = ev.WhichOneof("kind")
@@ -314,7 +317,7 @@ def _execute(store, run_id: str, plan: Plan, prep: Any, conn: Connected, progres
         progress(data)
 
     def on_attempt(job, dev, attempt, agent_job_id, outcome, message) -> None:
-        store.record_attempt(run_id, job.key, attempt, dev.agent, dev.id, agent_job_id, outcome, message)
+        writer.attempt(job.key, attempt, dev.agent, dev.id, agent_job_id, outcome, message)
 
     def on_device(dev, state) -> None:
         progress({"event": "device", "device": dev.key, "state": state})
@@ -325,13 +328,21 @@ def _execute(store, run_id: str, plan: Plan, prep: Any, conn: Connected, progres
         progress({"event": "session", "key": job.key, "device": dev.key, "sessions": done,
                   "planned": job.measure.sessions})
 
-    hooks = Hooks(on_outcome=on_outcome, on_event=on_event, on_attempt=on_attempt, ensure_models=ensure,
+    hooks = Hooks(on_outcome=writer.result, on_event=on_event, on_attempt=on_attempt, ensure_models=ensure,
                   on_device=on_device, on_session=on_session)
     try:
         execute(run_id, plan.jobs, devices, conn.clients, probes_pb, hooks, prior_attempts=prior,
                 cooldown_s=float(prep.config.get("cooldown_s") or 0.0))
     except KeyboardInterrupt:
+        writer.close()
         return True
+    except BaseException:
+        try:
+            writer.close()
+        except Exception:
+            pass  # the first error is the one to see
+        raise
+    writer.close()
     done = store.done_keys(run_id)
     store.put_results(run_id, [(j.key, build_record(
         job_key=j.key, candidate=j.candidate, technique=technique[j.candidate], profile=j.profile, target=j.target,

@@ -68,11 +68,27 @@ FORK_SERVER_BACKOFF_CAP_S = 10.0
 # A template imports ONNX Runtime (an OpenVINO build imports its plugins);
 # a busy host can take tens of seconds; past this, a job spawns its runner.
 FORK_SERVER_START_TIMEOUT_S = 60.0
+# Describing the host waits this long for its template to say which runtime
+# it imported; past it, the agent imports the runtime itself to tell.
+FORK_SERVER_INVENTORY_WAIT_S = 15.0
 # One fork-server message: a job folder path or a child's exit status.
 FORK_SERVER_MESSAGE_BYTES = 64 * 1024
 # Placements (with their strict probe) kept per (model digest, build,
 # options) on an agent, so a later session or a repeat job skips the pass.
 PLACEMENT_CACHE_ENTRIES = 512
+
+# Results (and attempts) the controller's writer puts in one transaction: a
+# lab of hundreds of devices shares commits; a controller killed mid-run loses
+# only what was queued, which a resume gets back from the agents.
+RESULT_BATCH_MAX = 256
+
+# Results whose raw samples a report holds at once while it streams them into
+# report.json (1,000 samples are 8 KB as float64): memory stays flat in the
+# number of results.
+REPORT_BATCH = 500
+# Rows the HTML report's latency plot draws (a box each); the tables and
+# report.json have every row, and a taller plot fits no screen.
+REPORT_PLOT_ROWS = 500
 
 # --- controller faults ------------------------------------------------------
 # Attempts per job across devices when agents are lost mid-job.
@@ -212,6 +228,10 @@ COMPARE_BOOTSTRAP = 1000
 # Stored records a noise floor learns from per device target: the newest
 # 2000 are years of nightly runs on one target and a few MB of JSON.
 NOISE_MAX_RECORDS = 2000
+# Run-to-run steps of unchanged models a noise floor needs before it is their
+# 95th percentile: with fewer, that percentile is the largest step seen or
+# less, and the floor falls back to the sessions' spread.
+NOISE_MIN_RUN_STEPS = 10
 
 # --- sessions ---------------------------------------------------------------
 # Most sessions one job runs while its p90's interval is wider than target_ci:

@@ -69,6 +69,9 @@ class ModelFile(Part):
     precision: str = _f("fp32 | fp16 | bf16 | int8 | int4 | unknown: the weights' dominant type, int8 when "
                         "quantized operators are present", "unknown")
     op_types: dict[str, int] = _f("operator type -> count in the graph", default_factory=dict)
+    model_type: Optional[str] = _f("Core ML: the spec's model type (mlProgram, neuralNetwork, pipeline, ...)")
+    spec_version: Optional[int] = _f("Core ML: the specification version the model needs")
+    deployment_target: Optional[str] = _f("Core ML: the oldest OS release that runs it (iOS16, macOS13, ...)")
 
 
 class Runtime(Part):
@@ -174,8 +177,9 @@ class Parity(Part):
 
 
 class Thermal(Part):
-    before: Optional[Union[float, str]] = _f("temperature (°C) or thermal state before the job")
-    after: Optional[Union[float, str]] = _f("after the job")
+    before: Optional[Union[float, str, dict[str, Any]]] = _f("before the job: a temperature (°C), a thermal "
+                                                             "state, or sensor -> °C (phones)")
+    after: Optional[Union[float, str, dict[str, Any]]] = _f("after the job, the same way")
 
 
 class Validity(Part):
@@ -235,8 +239,8 @@ class Environment(Part):
     options: dict[str, str] = _f("must match", default_factory=dict)
     loadavg_1m: Optional[float] = _f("load average at the start (shown, not enforced)")
     cpu_mhz: Optional[float] = _f("CPU frequency at the start (shown)")
-    thermal_before: Optional[Union[float, str]] = _f("shown")
-    thermal_after: Optional[Union[float, str]] = _f("shown")
+    thermal_before: Optional[Union[float, str, dict[str, Any]]] = _f("shown (as validity.thermal)")
+    thermal_after: Optional[Union[float, str, dict[str, Any]]] = _f("shown")
 
 
 class Window(Part):
@@ -244,6 +248,7 @@ class Window(Part):
     n: int = _f("runs in the window", ...)
     p50_ms: float = _f("median of the window", ...)
     p90_ms: float = _f("p90 of the window", ...)
+    mean_ms: Optional[float] = _f("mean of the window")
     mean_ms: Optional[float] = _f("mean of the window")
 
 

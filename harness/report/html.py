@@ -11,6 +11,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from harness.kernel import limits
 from harness.report.cells import HEADER, memory_caveats, not_measured, summary_rows
 
 E = html.escape
@@ -112,11 +113,32 @@ def _bars(pid: str, title: str, rows: Sequence[tuple[str, Optional[float], Optio
     return _svg(w, h, body, pid, "bars", title)
 
 
-def _latency_plot(results: list[dict], budget: Optional[float]) -> str:
-    rows = [r for r in results if (r.get("timing") or {}).get("samples_ms")]
+PLOT_PERCENTILES = (1, 5, 25, 50, 75, 90, 95, 99)
+
+
+def _latency_plot(results: list[dict], budget: Optional[float], quantiles: Optional[dict] = None) -> str:
+    """`quantiles` (job -> (PLOT_PERCENTILES values, n)), from a report that
+    streamed the samples past (harness/report/stream.py); else from each
+    row's samples."""
+    if quantiles is not None:
+        rows = [r for r in results if r.get("job") in quantiles]
+    else:
+        rows = [r for r in results if (r.get("timing") or {}).get("samples_ms")]
+    # A box per row: past a few hundred the plot is taller than any screen
+    # (and the page a multiple of its tables); the tables and report.json
+    # keep every row.
+    shown, total = rows[:limits.REPORT_PLOT_ROWS], len(rows)
+    rows = shown
+    if quantiles is not None:
+        qs = [quantiles[r["job"]][0] for r in rows]
+        ns = [quantiles[r["job"]][1] for r in rows]
+    else:
+        qs = [np.percentile(np.asarray(r["timing"]["samples_ms"]), PLOT_PERCENTILES) for r in rows]
+        ns = [len(r["timing"]["samples_ms"]) for r in rows]
     if not rows:
         return ""
-    qs = [np.percentile(np.asarray(r["timing"]["samples_ms"]), [1, 5, 25, 50, 75, 90, 95, 99]) for r in rows]
+    note = (f"<p>The first {len(rows)} of {total} rows; every row's figures are in the tables below and in "
+            "report.json.</p>") if total > len(rows) else ""
     lo = max(min(q[0] for q in qs) * 0.8, 1e-4)
     hi = max(max(q[-1] for q in qs), budget or 0) * 1.2
     log = hi / lo > 20
@@ -128,11 +150,11 @@ def _latency_plot(results: list[dict], budget: Optional[float]) -> str:
         body.append(_line(sx(budget), 18, sx(budget), h - 32, COLORS["budget"], 2,
                           'stroke-dasharray="5,3" class="limit"'))
         body.append(_text(sx(budget) - 3, 16, f"p90 budget {budget:g} ms", "end", f'fill="{COLORS["budget"]}"'))
-    for i, (r, q) in enumerate(zip(rows, qs)):
+    for i, (r, q, n) in enumerate(zip(rows, qs, ns)):
         y = 24 + i * rh + rh / 2
         p1, p5, p25, p50, p75, p90, p95, p99 = (sx(v) for v in q)
         tip = (f"{r['job']}: p5 {q[1]:.3g} · p25 {q[2]:.3g} · p50 {q[3]:.3g} · p75 {q[4]:.3g} · p90 {q[5]:.3g} · "
-               f"p95 {q[6]:.3g} ms · n={len(r['timing']['samples_ms'])}")
+               f"p95 {q[6]:.3g} ms · n={n}")
         label = f"{r['device'].get('profile')} · {r['candidate']} · {r['runtime'].get('ep')}"
         dot = COLORS["budget"] if budget and q[5] > budget else "#ff7043"
         body += [_text(lw - 6, y + 4, label[:48], "end"), _line(p5, y, p95, y, "#616161"),
@@ -141,7 +163,7 @@ def _latency_plot(results: list[dict], budget: Optional[float]) -> str:
                  _line(p50, y - 7, p50, y + 7, "#1a237e", 2),
                  f'<circle cx="{_f(p90)}" cy="{_f(y)}" r="3.5" fill="{dot}"><title>p90 {q[5]:.3g} ms</title></circle>']
     return _svg(w, h, body, "plot-latency", "latency", "Latency distribution per device (box p25–p75, whiskers p5–p95, "
-                "ticks p1/p99, dot p90)")
+                "ticks p1/p99, dot p90)") + note
 
 
 def _sustained_plots(results: list[dict]) -> str:
@@ -338,7 +360,7 @@ def _parity_table(doc: dict) -> str:
                    "within policy"], rows) if rows else "<p>No outputs to compare.</p>"
 
 
-def render(doc: dict) -> str:
+def render(doc: dict, quantiles: Optional[dict] = None) -> str:
     run = doc["run"]
     budget = ((doc.get("baseline") or {}).get("policy") or {}).get("latency_p90_ms")
     body = [f"<h1>harness report — run {E(run['id'])}</h1>",
@@ -346,7 +368,7 @@ def render(doc: dict) -> str:
             f"{E(str(run.get('finished') or '—'))} · status {E(str(run.get('status')))} · harness "
             f"{E(str(run.get('harness_version')))}</p>",
             "<h2>Decision</h2>", _decision_card(doc.get("decision")),
-            "<h2>Latency distribution per device</h2>", _latency_plot(doc["results"], budget) or "<p>No samples.</p>",
+            "<h2>Latency distribution per device</h2>", _latency_plot(doc["results"], budget, quantiles) or "<p>No samples.</p>",
             _sustained_plots(doc["results"]), _budget_plots(doc), _matrices(doc),
             "<h2>Parity against the reference</h2>", _parity_table(doc),
             "<h2>All results</h2>", _table(HEADER, summary_rows(doc["results"]))]

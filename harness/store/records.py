@@ -14,6 +14,7 @@ import json
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
+import orjson
 
 SAMPLE_DTYPE = "<f8"  # little-endian float64: exact round trip of every sample, on any host
 
@@ -53,7 +54,9 @@ def to_row(run_id: str, job_key: str, record: Mapping[str, Any], outputs_blob: O
 def from_row(record_json: str, samples: Optional[bytes], as_array: bool = False) -> dict:
     """The record as written; with as_array, its samples as a read-only
     float64 array instead of a list (analyses over many runs skip the list)."""
-    rec = json.loads(record_json)
+    # orjson: a third less memory than json (it shares the keys of every
+    # record) and faster, for reports and analyses that read many records.
+    rec = orjson.loads(record_json)
     rec.setdefault("timing", {})
     if rec["timing"] is None:  # a failed job's record has no timing block; the reader still gets the key
         rec["timing"] = {}

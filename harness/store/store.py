@@ -232,6 +232,13 @@ class Store:
                                                device_id=device_id, agent_job_id=agent_job_id, outcome=outcome,
                                                message=message, at=time.time()))
 
+    def record_attempts(self, run_id: str, rows: Sequence[dict]) -> None:
+        """Many attempts (each a dict of record_attempt's arguments after
+        run_id, with `at`) in one transaction."""
+        if rows:
+            with self.engine.begin() as c:
+                c.execute(attempts.insert(), [{"run_id": run_id, **r} for r in rows])
+
     def attempts(self, run_id: str, job_key: Optional[str] = None) -> list[dict]:
         q = select(attempts.c.job_key, attempts.c.attempt, attempts.c.agent, attempts.c.device_id,
                    attempts.c.agent_job_id, attempts.c.outcome, attempts.c.message, attempts.c.at
@@ -287,6 +294,31 @@ class Store:
             out.append(rec)
         return out
 
+    def results_without_samples(self, run_id: str) -> list[dict]:
+        """Every record of the run in `results` order, its `timing.samples_ms`
+        empty: what an analysis of many results reads (the statistics are in
+        the record); `iter_samples` streams the samples beside it."""
+        with self._read() as c:
+            rows = c.execute(select(results.c.record_json).where(results.c.run_id == run_id)
+                             .order_by(results.c.created, results.c.job_key)).all()
+        return [records.from_row(r[0], None) for r in rows]
+
+    def iter_samples(self, run_id: str, batch: Optional[int] = None):
+        """(job key, samples as a float64 array) of every result in `results`
+        order, fetched `batch` rows at a time from one query: memory holds one
+        batch (the query is a read snapshot, so a writer is never blocked)."""
+        batch = batch or limits.REPORT_BATCH
+        q = (select(results.c.job_key, results.c.samples).where(results.c.run_id == run_id)
+             .order_by(results.c.created, results.c.job_key))
+        with self._read() as c:
+            cur = c.execution_options(stream_results=True).execute(q)
+            while True:
+                rows = cur.fetchmany(batch)
+                if not rows:
+                    return
+                for r in rows:
+                    yield r[0], records.unpack_samples(r[1])
+
     def outputs(self, run_id: str) -> dict[str, list[dict]]:
         """job key -> its probe outputs, without decoding records or samples."""
         with self._read() as c:
@@ -323,13 +355,16 @@ class Store:
                  "job": r.job_key, "profile": r.profile, "target": r.target, "status": r.status,
                  "record": records.from_row(r.record_json, r.samples, as_array=True)} for r in rows]
 
-    def records_on(self, profile: str, target: str, limit: int = limits.NOISE_MAX_RECORDS) -> list[dict]:
-        """The newest measured records of any candidate on one device profile
-        and runtime target, without their samples (`timing.sessions` keeps
-        each session's figures), newest first, each with `_run_id`: what the
-        noise floor learns from (harness.analysis.noise)."""
-        q = (select(results.c.run_id, results.c.record_json)
-             .where(results.c.profile == profile, results.c.target == target, results.c.status == "ok")
+    def records_on(self, profile: str, target: str, limit: int = limits.NOISE_MAX_RECORDS,
+                   other_than: Optional[str] = None) -> list[dict]:
+        """The newest measured records of any candidate (but `other_than`) on
+        one device profile and runtime target, without their samples
+        (`timing.sessions` keeps each session's figures), newest first, each
+        with `_run_id`: what the noise floor learns from (harness.analysis.noise)."""
+        conds = [results.c.profile == profile, results.c.target == target, results.c.status == "ok"]
+        if other_than is not None:
+            conds.append(results.c.candidate != other_than)
+        q = (select(results.c.run_id, results.c.record_json).where(and_(*conds))
              .order_by(results.c.created.desc()).limit(min(limit, limits.NOISE_MAX_RECORDS)))
         with self._read() as c:
             rows = c.execute(q).all()

@@ -90,3 +90,26 @@ def test_records_on_reads_every_candidate_of_a_device_target_newest_first(tmp_pa
         assert book.get("a", "onnxruntime@any/cpu", 0.5).parts["p90"].records == 6
     finally:
         store.close()
+
+
+def test_with_enough_runs_of_unchanged_models_the_two_run_floor_is_what_they_did():
+    # 16 runs of one model whose level steps by exactly ±5 %, once by +40 %
+    # (a load burst over a whole run): the floor is the 95th percentile of
+    # the 15 steps, outlier included — no spread-based formula would put it there.
+    rng = np.random.default_rng(5)
+    levels = [0.05 * (i % 2) for i in range(16)]
+    levels[9] = 0.4
+    recs = []
+    for i, lvl in enumerate(levels):
+        r = rec(A, sessions=[np.exp(lvl + rng.normal(0, 1e-4, 200)) * 0.5 for _ in range(5)], sha256="m")
+        recs.append({**r, "_run_id": f"2026-{i:02d}"})
+    n = NoiseBook().learn(recs).get("a", "onnxruntime@any/cpu", 0.5)
+    steps = n.parts["p50"].run_steps()
+    assert len(steps) == 15 and max(steps) == pytest.approx(0.4 - 0.05 * (8 % 2), abs=1e-3)
+    f = n.floor("p50", 5, 5)
+    assert f["method"] == "unchanged models' run-to-run changes" and f["run_steps"] == 15
+    assert f["fraction"] == pytest.approx(math.exp(np.quantile(steps, 0.95)) - 1)
+    assert 0.05 < f["fraction"] < 0.5 and "run-to-run changes of unchanged models" in noise.floor_line(f)
+    # The compared runs left out: 16 - 7 = 9 runs, 8 steps, too few: back to the sessions' spread.
+    few = n.floor("p50", 5, 5, exclude=[f"2026-{i:02d}" for i in range(7)])
+    assert few["method"] == "sessions' spread" and few["run_steps"] == 8

@@ -113,6 +113,12 @@ class Shell(Stream):
         code = self.proc.wait()
         for t in pumps:
             t.join(OKAY_WAIT_S)
+        # The pipes are this double's, not the phone's: close each one whose
+        # reader has finished (a grandchild may still hold one open), so a
+        # long test session does not run out of descriptors.
+        for t, pipe in zip(pumps, (self.proc.stdout, self.proc.stderr)):
+            if not t.is_alive():
+                pipe.close()
         session.end = time.monotonic()
         session.exit_code = code if code >= 0 else 128 - code
         if self.v2:

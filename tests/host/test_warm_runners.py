@@ -210,6 +210,42 @@ def test_stopping_the_agent_ends_its_templates(tmp_path):
     assert not _alive(pid)
 
 
+def test_a_template_whose_socket_is_above_fd_setsize_still_forks(tmp_path):
+    """An agent holding over a thousand descriptors (connections, job files)
+    hands its template a socket numbered above select(2)'s FD_SETSIZE (1024);
+    the template must still serve it (it polls) rather than die and leave
+    every runner spawned."""
+    import resource
+
+    from agents.contract import JobSpec, ModelFile, RuntimeTarget
+    from agents.host.driver import HostDriver
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 1100
+    if soft < want + 64:
+        if hard != resource.RLIM_INFINITY and hard < want + 64:
+            pytest.skip(f"RLIMIT_NOFILE hard limit {hard} leaves no room for descriptors above 1024")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want + 64, hard))
+    held = []
+    try:
+        while not held or held[-1] < want:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        model = modelkit.mlp(tmp_path / "m.onnx", batch=1)
+        drv = HostDriver({"work_dir": str(tmp_path / "work")})
+        try:
+            job = JobSpec("fd.1", "x", (ModelFile("0" * 64, "onnx", model),),
+                          RuntimeTarget("onnxruntime", options={"intra_op_threads": "1"}), QUICK, tuple(PROBES), 60)
+            res = drv.run(job, lambda *a: None, threading.Event())
+            assert res.error is None, res.error
+            assert res.details["runner_start"] == "fork", res.details.get("runner_start_why")
+        finally:
+            drv.close()
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 def test_a_template_that_never_comes_up_is_given_up_and_runners_spawn(tmp_path, monkeypatch):
     from agents.host import warm
     from harness.kernel import limits
@@ -264,3 +300,29 @@ def test_placement_is_measured_once_per_model_build_and_options(tmp_path):
         assert first.placement.source == "runtime API" and first.placement.time_share_by_ep == {"cpu": 1.0}
     finally:
         drv.close()
+
+
+def test_a_forked_runner_reports_the_footprint_a_spawned_one_does(tmp_path):
+    """fork(2) leaves the template's file pages unmapped in the child; the
+    child maps them in first (forkserver._adopt_resident), so delta_bytes
+    (peak over the footprint before session create) does not count library
+    code the load touches for the first time."""
+    from agents.contract import JobSpec, ModelFile, RuntimeTarget
+    from agents.host.driver import HostDriver
+
+    model = modelkit.mlp(tmp_path / "m.onnx", batch=1)
+    got = {}
+    for mode, warm in (("fork", True), ("spawn", False)):
+        drv = HostDriver({"work_dir": str(tmp_path / f"work-{mode}"), "warm_runners": warm})
+        try:
+            job = JobSpec(f"mem.{mode}", "x", (ModelFile("2" * 64, "onnx", model),),
+                          RuntimeTarget("onnxruntime", options={"intra_op_threads": "1"}), QUICK, tuple(PROBES), 60)
+            res = drv.run(job, lambda *a: None, threading.Event())
+            assert res.error is None and res.details["runner_start"] == mode
+            got[mode] = res
+        finally:
+            drv.close()
+    assert got["fork"].details["template_pages_adopted"] > 1000
+    fork, spawn = got["fork"].memory, got["spawn"].memory
+    assert abs(fork.delta_bytes - spawn.delta_bytes) <= max(4 << 20, spawn.delta_bytes // 4), (fork, spawn)
+    assert abs(fork.peak_bytes - spawn.peak_bytes) <= max(8 << 20, spawn.peak_bytes // 8), (fork, spawn)

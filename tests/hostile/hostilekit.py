@@ -153,7 +153,15 @@ class Agent:
                     continue
                 out.append(str(rel))
         if self.work_dir.is_dir():
-            out += [f"work/{p.relative_to(self.work_dir)}" for p in sorted(self.work_dir.rglob("*"))]
+            for p in sorted(self.work_dir.rglob("*")):
+                rel = p.relative_to(self.work_dir)
+                # the host driver's folder, and its warm template's own log
+                # (agents/host/warm.py Pool): the agent's, not a request's
+                if (p.is_dir() and rel.parts == ("harness-host-jobs",)) or (
+                        len(rel.parts) == 2 and rel.parts[0] == "harness-host-jobs"
+                        and rel.name.startswith("forkserver-") and rel.suffix == ".log"):
+                    continue
+                out.append(f"work/{rel}")
         return out
 
     def wait_until(self, cond: Callable[[], bool], timeout: float, what: str) -> None:

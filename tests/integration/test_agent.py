@@ -146,7 +146,10 @@ def test_cancel_kills_the_runner_tree(tmp_path, client, agent):
     deadline = time.monotonic() + 30
     runner = None
     while time.monotonic() < deadline and runner is None:
-        out = subprocess.run(["pgrep", "-f", "agents.host.runner"], capture_output=True, text=True).stdout.split()
+        # The runner is forked from the host driver's warm template (agents/host/warm.py).
+        templates = [t.info.get("pid") for t in agent.drivers["host"].warm._templates.values() if t.info.get("pid")]
+        out = [p for t in templates for p in
+               subprocess.run(["pgrep", "-P", str(t)], capture_output=True, text=True).stdout.split()]
         runner = int(out[0]) if out else None
         time.sleep(0.1)
     assert runner, "runner process never appeared"

@@ -3,20 +3,20 @@ CI-style short policy and models built here (not in the repo): a ~0.03 ms
 and a ~0.5 ms model, and the same graphs with 30 % more layers (30 % more
 real compute).
 
-The verdicts are statistical, so each assertion is sized to fail by chance
-far less often than once in a hundred runs of the suite:
+The verdicts are statistical, so each assertion is sized from what
+`python -m bench compare` measured on this machine (docs/bench.md) to fail
+by chance far less often than once in a hundred runs of the suite:
 
 * unchanged models: four runs, three consecutive comparisons, each against
-  a noise floor learnt from the two runs it does not compare (what a CI
-  store of earlier runs gives). A false regression per comparison is held
-  near 5 % by the floor (2.5 % a side, two metrics); "at most one of three"
-  then fails with probability about 3 x 0.05^2 < 1 %.
+  the floor the store then has. Measured: 1 false regression in 20 pairs
+  (small), 0 in 20 (medium); "at most one of three" then fails with
+  probability about 3 x 0.05^2 < 1 %.
 * 30 % more work: judged by `--ab` (ten interleaved pairs on one device),
-  the gate docs/decision.md recommends on shared hardware. On this machine
-  its pairs vary by a few percent (bench/compare.py), so +30 % sits many
-  interval widths above 1: a miss is far below 1 in 1000. (Two separate
-  runs of the default policy do not reach that here: their run-to-run
-  noise is measured in docs/bench.md, not asserted.)
+  the gate docs/decision.md recommends on shared hardware. Measured: 19 in
+  20 (small) and 20 in 20 (medium) detected; one more `--ab` run when the
+  first misses makes a false failure about 1 in 400. (Two separate runs of
+  the default policy detect it 9 and 14 times in 20 here: measured in
+  docs/bench.md, not asserted.)
 """
 
 import json
@@ -93,9 +93,13 @@ def test_unchanged_models_are_not_regressions_and_every_verdict_shows_its_floor_
 
 @pytest.mark.parametrize("base,slow", [("small", "small30"), ("medium", "medium30")])
 def test_thirty_percent_more_work_is_a_regression_with_interleaved_pairs(lab, base, slow):
-    p = harness_cli("compare", "--ab", lab["models"][base], lab["models"][slow], "--cohort", lab["cohort"],
-                    "--drivers", "host", "--store", lab["store"], "--json", "-q", cwd=lab["root"], timeout=900)
-    assert p.returncode == 1, p.stdout[-2000:] + p.stderr[-2000:]
+    for _ in range(2):  # a second run only when the first misses (see the module docstring)
+        p = harness_cli("compare", "--ab", lab["models"][base], lab["models"][slow], "--cohort", lab["cohort"],
+                        "--drivers", "host", "--store", lab["store"], "--json", "-q", cwd=lab["root"], timeout=900)
+        assert p.returncode in (0, 1), p.stdout[-2000:] + p.stderr[-2000:]
+        if p.returncode == 1:
+            break
+    assert p.returncode == 1, p.stdout[-2000:]
     doc = json.loads(p.stdout)
     [row] = doc["rows"]
     lat = row["latency"]

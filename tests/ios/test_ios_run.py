@@ -74,7 +74,8 @@ def test_run_reports_core_ml_op_inventory_plan_placement_and_the_needs_artefact_
         "devices:\n"
         "  - id: mac-m2\n    platform: macos\n    match: {driver: ios, soc: 'Apple M2*'}\n    memory_budget_mb: 4096\n"
         "    targets:\n      - {runtime: coreml, ep: all}\n      - {runtime: onnxruntime, ep: cpu}\n"
-        "measure: {warmup_runs: 1, warmup_s: 0, min_runs: 4, min_s: 0, max_s: 10, target_ci: 0}\n")
+        # one session: the recording replays one app session's predictions
+        "measure: {warmup_runs: 1, warmup_s: 0, min_runs: 4, min_s: 0, max_s: 10, target_ci: 0, sessions: 1}\n")
     (tmp_path / "candidates.yaml").write_text(
         f"reference: teacher\ncandidates:\n  teacher: {{onnx: {tiny['onnx']}}}\n"
         f"  student: {{coreml: {tiny['mlpackage']}, technique: distillation, from: teacher}}\n")

@@ -58,9 +58,13 @@ def initializer_bytes(path: Path) -> int:
     return sum(numpy_helper.to_array(i).nbytes for i in m.graph.initializer)
 
 
-def outputs(path: Path, x: np.ndarray) -> np.ndarray:
-    """The model's first output for each sample of x (batch 1 at a time)."""
+def outputs(path: Path, x: np.ndarray, optimize: bool = True) -> np.ndarray:
+    """The model's first output for each sample of x (batch 1 at a time);
+    optimize=False runs the graph as written (no fusion)."""
     import onnxruntime as ort
 
-    s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    opts = ort.SessionOptions()
+    if not optimize:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    s = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     return np.concatenate([s.run(None, {"x": x[i:i + 1]})[0] for i in range(len(x))])

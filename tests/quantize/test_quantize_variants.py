@@ -52,12 +52,29 @@ def test_all_three_variants_load_and_stay_close(tmp_path, model, data):
     for kind, tol in (("dynamic", 0.05), ("static", 0.05), ("fp16", 1e-3)):
         got = qkit.outputs(by[kind].path, x)
         rel = np.linalg.norm(got - ref) / np.linalg.norm(ref)
-        assert rel < tol, (kind, rel)
-        assert np.mean(got.argmax(1) == ref.argmax(1)) >= 0.9, kind
-        # The outcome reports the same comparison.
         chk = by[kind].check
         assert chk is not None and chk.samples == len(x)
+        # The outcome reports the comparison as deployed (default options).
         assert chk.rel_l2 == pytest.approx(rel, rel=1e-3, abs=1e-9)
+        if kind != "static":
+            assert chk.rel_l2_unfused is None
+            assert rel < tol, (kind, rel)
+            assert np.mean(got.argmax(1) == ref.argmax(1)) >= 0.9, kind
+            continue
+        # The QDQ graph run as written is the quantisation's own error. Some
+        # ONNX Runtime releases' fused integer kernels (level-2 QDQ fusion)
+        # move it further (1.32.0 on this model: 0.11 against 0.009); then
+        # the outcome must say so rather than pass it off as the quantiser's.
+        unfused = qkit.outputs(by[kind].path, x, optimize=False)
+        rel_unfused = np.linalg.norm(unfused - ref) / np.linalg.norm(ref)
+        assert rel_unfused < tol, rel_unfused
+        assert np.mean(unfused.argmax(1) == ref.argmax(1)) >= 0.9
+        assert chk.rel_l2_unfused == pytest.approx(rel_unfused, rel=1e-3, abs=1e-9)
+        fused_note = [n for n in out.notes if "fused integer kernels" in n]
+        if rel >= tol:
+            assert fused_note, out.notes
+        if not fused_note:
+            assert rel < tol, rel
     assert not list((tmp_path / "q").glob(".quantize-*")), "work folder left behind"
 
 
@@ -98,7 +115,9 @@ def test_eval_shapes_symbolic_batch_and_stacked_batches(tmp_path, batch, stacked
     ev = qkit.eval_set(tmp_path / "v.npz", n=12, stacked=stacked)
     out = quantize(model, variants=["static"], eval_path=ev, out_dir=tmp_path / "q")
     assert out.variants[0].check.samples == 12
-    assert out.variants[0].check.rel_l2 < 0.05
+    # Calibrated on every sample whatever the layout: the quantisation's own
+    # error (the QDQ graph as written) stays small.
+    assert out.variants[0].check.rel_l2_unfused < 0.05
 
 
 def test_per_tensor_int8_activations_and_options_are_honoured(tmp_path, model, data):

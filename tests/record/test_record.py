@@ -81,3 +81,25 @@ def test_a_wrong_type_and_a_newer_version_are_refused(old_doc):
         load_document({**old_doc, "schema_version": 99}, "r.json")
     with pytest.raises(ConfigError, match="not a harness report"):
         load_document({"results": []}, "r.json")
+
+
+def test_every_shape_the_builders_write_is_declared(tmp_path):
+    """The record's parts that no fixture row above carries: a Core ML model's
+    record and a sustained run's windows."""
+    import numpy as np
+
+    from harness.kernel.coreml_spec import CoreMLModelInfo
+    from harness.kernel.measure import sustained
+    from harness.record import ModelFile, Sustained
+
+    info = CoreMLModelInfo(path=tmp_path / "m.mlmodel", sha256="0" * 64, format="mlmodel", size_bytes=10, params=4,
+                           precision="fp16", op_types={"conv": 1}, model_type="mlProgram", spec_version=7,
+                           deployment_target="iOS16")
+    assert ModelFile.model_validate(info.record()).deployment_target == "iOS16"
+    samples = list(np.random.default_rng(0).lognormal(0, 0.1, 3000) + 20)
+    s = Sustained.model_validate(sustained.analyse(samples))
+    assert s.windows and s.windows[0].mean_ms is not None
+    # a phone's conditions give each sensor's temperature (agents/android/facts.py: thermal_c)
+    from harness.record import Validity
+    v = Validity.model_validate({"thermal": {"before": {"battery": 31.0, "skin": 33.5}, "after": None}})
+    assert v.thermal.before == {"battery": 31.0, "skin": 33.5}
