@@ -39,7 +39,8 @@ class Draining(Exception):
 
 class JobRecord:
     def __init__(self, job_id: str, device_id: str, work: Optional[Work], lane: str, fingerprint: str = "",
-                 digests: tuple[str, ...] = (), cost: int = 0, queued_at: float = 0.0):
+                 digests: tuple[str, ...] = (), cost: int = 0, queued_at: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic):
         self.job_id = job_id
         self.device_id = device_id
         self.lane = lane
@@ -55,10 +56,15 @@ class JobRecord:
         self.cond = threading.Condition()
         self.cancel = threading.Event()
         self.finished_at: Optional[float] = None
+        self.clock = clock
         self.last_progress = 0.0
+        self.held: Optional[pb.RunEvent] = None  # the latest progress not yet published
+        self.held_due = 0.0
 
     def publish(self, event: pb.RunEvent) -> None:
         with self.cond:
+            if event.HasField("result"):
+                self.held = None  # the result says more than any progress
             self.events.append(event)
             if len(self.events) > limits.MAX_EVENTS_KEPT:
                 drop = len(self.events) - limits.MAX_EVENTS_KEPT
@@ -66,13 +72,33 @@ class JobRecord:
                 self.offset += drop
             self.cond.notify_all()
 
+    def progress(self, event: pb.RunEvent) -> None:
+        """Progress goes out at most every PROGRESS_INTERVAL_S (counted from
+        the start): each event on a stream costs both ends CPU, and a lab of
+        hundreds of devices sends thousands. One that comes sooner is held,
+        the latest replacing it, and a follower publishes it once the
+        interval has passed, unless the result comes first."""
+        with self.cond:
+            now = self.clock()
+            due = self.last_progress + limits.PROGRESS_INTERVAL_S
+            if now < due:
+                self.held, self.held_due = event, due
+                return
+            self.last_progress, self.held = now, None
+        self.publish(event)
+
     def wait_events(self, seen: int, timeout: float) -> tuple[list[pb.RunEvent], int]:
         """(events after the first `seen`, the new cursor), waiting up to
         timeout for one. A follower further behind than the kept events
         resumes at the oldest one kept."""
         with self.cond:
             if self.offset + len(self.events) <= seen:
+                if self.held is not None:
+                    timeout = min(timeout, max(0.0, self.held_due - self.clock()))
                 self.cond.wait(timeout)
+            if self.held is not None and self.clock() >= self.held_due:
+                event, self.held, self.last_progress = self.held, None, self.clock()
+                self.publish(event)
             return self.events[max(0, seen - self.offset):], self.offset + len(self.events)
 
     def end_cursor(self) -> int:
@@ -160,7 +186,7 @@ class JobTable:
                 raise QueueFull(f"probe inputs: queued and running jobs hold {held / limits.MiB:.0f} MiB and this "
                                 f"job brings {cost / limits.MiB:.1f} MiB (limit {self.max_live_bytes // limits.MiB} "
                                 "MiB across the agent)")
-            rec = JobRecord(job_id, device_id, work, lane, fingerprint, tuple(digests), cost, self.clock())
+            rec = JobRecord(job_id, device_id, work, lane, fingerprint, tuple(digests), cost, self.clock(), self.clock)
             self._live[job_id] = rec
             queue = self._lanes.setdefault(lane, deque())
             queue.append(rec)
@@ -223,14 +249,11 @@ class JobTable:
                 self._running[lane] = rec
                 self._announce_positions(lane)
             device_id = rec.device_id
+            rec.last_progress = self.clock()
             rec.publish(pb.RunEvent(job_id=rec.job_id, started=pb.Started(device_id=device_id, at_unix=self.wall())))
 
             def progress(phase: str, samples: int, elapsed: float, rec: JobRecord = rec) -> None:
-                now = self.clock()
-                if now - rec.last_progress < limits.PROGRESS_INTERVAL_S and phase == "measure":
-                    return
-                rec.last_progress = now
-                rec.publish(pb.RunEvent(job_id=rec.job_id, progress=pb.Progress(
+                rec.progress(pb.RunEvent(job_id=rec.job_id, progress=pb.Progress(
                     phase=phase, samples=samples, elapsed_s=elapsed)))
 
             try:

@@ -236,3 +236,36 @@ def as_dict(p: Optional[Placement]) -> Optional[dict]:
             "partitions_by_ep": dict(p.partitions_by_ep), "cpu_fallback_nodes": p.cpu_fallback_nodes,
             "fallback_op_types": dict(p.fallback_op_types), "time_share_by_ep": dict(p.time_share_by_ep),
             "fully_accelerated": p.fully_accelerated, "source": p.source}
+
+
+class Learnt:
+    """Placements a driver has measured, per (model digest, runtime build,
+    EP, options...) key, with the job that measured them: a later session or
+    a repeat job skips the pass. Bounded (limits.PLACEMENT_CACHE_ENTRIES,
+    least recently used out first); thread-safe."""
+
+    def __init__(self) -> None:
+        import collections
+        import threading
+
+        self._lock = threading.Lock()
+        self._entries: "collections.OrderedDict[tuple, tuple[Placement, str]]" = collections.OrderedDict()
+
+    def get(self, key: tuple) -> Optional[tuple[Placement, str]]:
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None:
+                self._entries.move_to_end(key)
+            return hit
+
+    def remember(self, key: tuple, placement: Optional[Placement], error: object, job_id: str) -> None:
+        """Keep what a result measured (nothing from a failed one)."""
+        from harness.kernel import limits
+
+        if error is not None or placement is None:
+            return
+        with self._lock:
+            self._entries[key] = (placement, job_id)
+            self._entries.move_to_end(key)
+            while len(self._entries) > limits.PLACEMENT_CACHE_ENTRIES:
+                self._entries.popitem(last=False)

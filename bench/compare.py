@@ -34,9 +34,10 @@ from pathlib import Path
 
 from bench import slowdown
 from bench.common import Row, host_cohort, load_average
+from harness.kernel import limits
 
 POLICY = "{warmup_runs: 10, warmup_s: 0.2, min_runs: 200, min_s: 1, max_s: 3, target_ci: 0.02}"
-PAIRS = 10  # harness compare --ab's default
+PAIRS = limits.AB_PAIRS  # harness compare --ab's default
 DEFAULT_LEVELS = {"small": (0.0, 0.10, 0.30), "medium": (0.0, 0.10, 0.30)}
 AB_LEVELS = {"small": (0.0, 0.30), "medium": (0.0, 0.05, 0.10, 0.30)}
 
@@ -95,10 +96,18 @@ def run(tmp: Path, quick: bool = False, say=None) -> list[Row]:
     lab.write_text(f"agents:\n  - {{name: bench, address: '{agent.address}'}}\n")
     store = str(tmp / "compare.sqlite")
     try:
-        say("  default policy: rounds of one run of every model")
-        models = [f"{_name(f, lvl)}={variants[f][lvl].path}" for f in slowdown.FAMILIES for lvl in DEFAULT_LEVELS[f]]
-        default_docs = _rounds(api, lambda r: api.RunRequest(cohort=str(cohort), models=models, lab=lab, store=store,
-                                                             probes=1), rounds_default, say)
+        reuse = os.environ.get("BENCH_COMPARE_REUSE_DEFAULT")
+        if reuse:
+            # The default-policy rounds of an earlier pass (its KEEP file),
+            # to measure the interleaved rounds again on their own.
+            default_docs = json.loads(Path(reuse).read_text())["default"]
+            say(f"  default policy: {len(default_docs)} rounds reused from {reuse}")
+        else:
+            say("  default policy: rounds of one run of every model")
+            models = [f"{_name(f, lvl)}={variants[f][lvl].path}" for f in slowdown.FAMILIES
+                      for lvl in DEFAULT_LEVELS[f]]
+            default_docs = _rounds(api, lambda r: api.RunRequest(cohort=str(cohort), models=models, lab=lab,
+                                                                 store=store, probes=1), rounds_default, say)
         _keep({"default": default_docs}, variants)
         say("  interleaved A/B: rounds of one run of every model, fixed sessions")
         ab_models = []

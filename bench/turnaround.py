@@ -3,9 +3,11 @@
 * `harness run` of one tiny-model job (the digits student, about 0.02 ms a
   run) with a 1 s policy (no warm-up time, 1 s measured, one session), as
   the installed console script in a fresh process, the store already
-  holding the model's facts and reference (a repeat run): wall ÷ 1 s, and
-  how long until the first progress line. Beside it, consecutive runs in
-  one process (`harness.api.run_cohort`, the local agent kept).
+  holding the model's facts and reference (a repeat run), forked by the
+  resident the first run started (harness/resident/): wall ÷ 1 s, and how
+  long until the first progress line; the same with `--no-keep-agent` (all
+  in the calling process), interleaved. Beside it, consecutive runs in one
+  process (`harness.api.run_cohort`, the local agent kept).
 * Per-job and per-session overhead on the host driver, through a real
   agent over gRPC: the job's wall at the client − what the policy measured
   (warm-up + measured runs, from the runner). A *job* is a new model (its
@@ -14,7 +16,10 @@
   and later sessions are. Warm runners (forked from a template) and spawned
   ones (`warm_runners: false`) alternate, side by side.
 * Per-session overhead of a browser page (the browser driver, ONNX Runtime
-  Web on wasm), the same way, where Chromium and a cached ORT Web exist.
+  Web on wasm), the same way, where Chromium and a cached ORT Web exist: a
+  later session of a job on the kept browser (a fresh context and page),
+  split by the page's timeline, with its CPU time, beside a Chromium started
+  per session (`keep_browser: false`), interleaved.
 """
 
 from __future__ import annotations
@@ -30,10 +35,11 @@ import numpy as np
 
 from bench import model_files
 from bench.common import ROOT, Row, host_cohort, load_average, median, of, spread
+from harness.resident import DIR_ENV as RESIDENT_DIR_ENV
 
 POLICY_S = 1.0
 MODEL = ROOT / "examples" / "digits" / "student.onnx"
-CLI_RUNS = 3
+CLI_RUNS = 5
 PAIRS = 6
 BROWSER_SESSIONS = 3
 
@@ -43,14 +49,16 @@ def _cohort(tmp: Path) -> Path:
                        f"min_s: {POLICY_S}, max_s: {POLICY_S}, target_ci: 0, sessions: 1}}")
 
 
-def _cli(cohort: Path, store: Path, cwd: Path) -> tuple[float, float, float]:
-    """(wall, seconds to the first progress line, CPU of the process tree)."""
+def _cli(cohort: Path, store: Path, cwd: Path, env: dict, extra: tuple = ()) -> tuple[float, float, float]:
+    """(wall, seconds to the first progress line, CPU of the process tree:
+    this caller, what it forked and waited for, and the residents' trees)."""
     exe = Path(sys.executable).parent / "harness"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    res0 = _resident_cpu(Path(env[RESIDENT_DIR_ENV]))
     t0 = time.perf_counter()
     p = subprocess.Popen([str(exe), "run", "--cohort", str(cohort), "--model", f"student={MODEL}", "--drivers",
-                          "host", "--store", str(store)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         text=True, cwd=cwd)
+                          "host", "--store", str(store), *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, cwd=cwd, env=env)
     first = None
     assert p.stdout is not None
     for line in p.stdout:
@@ -59,22 +67,68 @@ def _cli(cohort: Path, store: Path, cwd: Path) -> tuple[float, float, float]:
     code = p.wait(300)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    res1 = _resident_cpu(Path(env[RESIDENT_DIR_ENV]))
     if code != 0:
         raise RuntimeError(f"harness run exited {code}")
     return wall, first if first is not None else float("nan"), \
-        (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime) + (res1 - res0)
+
+
+def _resident_cpu(directory: Path) -> float:
+    """CPU seconds of every resident's process tree in this directory (each
+    pid is in its KEY.lock): user + system of each live process, with what
+    it reaped (a run's forked process, a session's runner)."""
+    import psutil
+
+    total = 0.0
+    for lock in directory.glob("*.lock"):
+        try:
+            root = psutil.Process(int(lock.read_text().split()[0]))
+            for p in [root, *root.children(recursive=True)]:
+                c = p.cpu_times()
+                total += c.user + c.system + c.children_user + c.children_system
+        except (OSError, ValueError, IndexError, psutil.Error):
+            continue
+    return total
+
+
+def _restarts(restarted: list) -> str:
+    if not restarted:
+        return ""
+    return (f"; left out: {len(restarted)} run(s) that met a new resident (sources edited meanwhile), "
+            f"{', '.join(f'{w:.2f}' for w, _, _ in restarted)} s")
 
 
 def _run_rows(tmp: Path, quick: bool) -> list[Row]:
     from harness import api
+    from harness.resident import manage
 
     cohort = _cohort(tmp)
     store = tmp / "run.sqlite"
-    cold = _cli(cohort, store, tmp)  # facts and reference computed and stored
-    warm = [_cli(cohort, store, tmp) for _ in range(1 if quick else CLI_RUNS)]
+    # A resident of its own, stopped at the end: the bench leaves none behind.
+    env = {**os.environ, RESIDENT_DIR_ENV: str(tmp / "resident"), "HARNESS_KEEP_AGENT": "1"}
+    fresh_flag = ("--no-keep-agent",)
+    try:
+        cold = _cli(cohort, store, tmp, env)  # facts and reference computed and stored; the resident starts
+        if not list((tmp / "resident").glob("*.sock")):
+            raise RuntimeError(f"no resident started in {tmp / 'resident'} (see its .log there)")
+        kept, fresh, restarted = [], [], []
+        for k in range(1 if quick else CLI_RUNS):  # interleaved, so load drifts hit both alike
+            for mode in (("kept", "fresh") if k % 2 == 0 else ("fresh", "kept")):
+                if mode == "fresh":
+                    fresh.append(_cli(cohort, store, tmp, env, fresh_flag))
+                    continue
+                before = set((tmp / "resident").glob("*.lock"))
+                got = _cli(cohort, store, tmp, env)
+                # A source file edited meanwhile (a shared checkout) means a new
+                # key: that run started a resident of its own, so it is no repeat run.
+                (restarted if set((tmp / "resident").glob("*.lock")) - before else kept).append(got)
+    finally:
+        manage.stop_all(tmp / "resident")
+    kept = kept or restarted
     load = load_average()
-    walls = [w for w, _, _ in warm]
-    r = median(walls) / POLICY_S
+    walls, fwalls = [w for w, _, _ in kept], [w for w, _, _ in fresh]
+    r, rf = median(walls) / POLICY_S, median(fwalls) / POLICY_S
     req = lambda: api.RunRequest(cohort=str(cohort), models=[f"student={MODEL}"], drivers=["host"], store=str(store))
     api.run_cohort(req())  # starts the kept local agent
     inproc = []
@@ -85,12 +139,17 @@ def _run_rows(tmp: Path, quick: bool) -> list[Row]:
     ri = median(inproc) / POLICY_S
     return [
         Row("`harness run`, one tiny-model job, 1 s policy (wall ÷ policy)", "≤ 1.5 ×", f"{r:.2f} ×", r <= 1.5,
-            f"fresh process, repeat run: {of(walls, 's')} wall, CPU {median([c for _, _, c in warm]):.2f} s "
-            f"(controller, agent, template, runner); first progress line after "
-            f"{median([f for _, f, _ in warm]):.2f} s; first run ever (facts and reference computed): "
-            f"{cold[0]:.2f} s; load {load}",
-            {"walls_s": walls, "first_line_s": [f for _, f, _ in warm], "cpu_s": [c for _, _, c in warm],
-             "cold_s": cold[0], "load": load}),
+            f"fresh caller process, repeat run, forked by the resident (controller imported, local agent kept): "
+            f"{of(walls, 's')} wall, CPU {median([c for _, _, c in kept]):.2f} s (caller, run, agent, runner); "
+            f"first progress line after {median([f for _, f, _ in kept]):.2f} s; all in the caller's process "
+            f"(`--no-keep-agent`, side by side): {rf:.2f} × ({of(fwalls, 's')}, first line "
+            f"{median([f for _, f, _ in fresh]):.2f} s, CPU {median([c for _, _, c in fresh]):.2f} s); first run "
+            f"ever (facts and reference computed, the resident and its agent started): {cold[0]:.2f} s"
+            f"{_restarts(restarted)}; load {load}",
+            {"walls_s": walls, "first_line_s": [f for _, f, _ in kept], "cpu_s": [c for _, _, c in kept],
+             "restarted_s": [w for w, _, _ in restarted],
+             "no_keep_walls_s": fwalls, "no_keep_first_line_s": [f for _, f, _ in fresh],
+             "no_keep_cpu_s": [c for _, _, c in fresh], "cold_s": cold[0], "load": load}),
         Row("consecutive runs in one process (api.run_cohort, agent kept)", "", f"{ri:.2f} ×", None,
             f"{of(inproc, 's')} wall for 1 s measured; load {load_average()}", {"walls_s": inproc}),
     ]
@@ -181,43 +240,119 @@ def _host_rows(tmp: Path, quick: bool) -> list[Row]:
     ]
 
 
-def _browser_rows(tmp: Path, quick: bool) -> list[Row]:
+def _browser_session(drv, dev, model, probes, job_id: str, session: int):
+    """One session through the driver: (overhead, result, CPU seconds of the
+    kept browser's process group or of the reaped runner tree)."""
     import threading
 
-    from agents.browser.driver import BrowserDriver
     from agents.contract import JobSpec, ModelFile, RuntimeTarget
     from harness.kernel.measure.policy import MeasurePolicy
 
-    drv = BrowserDriver({"work_dir": str(tmp / "browser")})
-    ok, why = drv.available()
+    policy = MeasurePolicy(warmup_runs=10, warmup_s=0, min_runs=200, min_s=0, max_s=5, target_ci=0, max_runs=200)
+    job = JobSpec(job_id, dev.local_id, (ModelFile(model_files.sha256(model), "onnx", model),),
+                  RuntimeTarget("onnxruntime-web", ep="wasm"), policy, tuple(probes), 120,
+                  labels={"session": str(session)})
+    group = _kept_group(drv)
+    cpu0 = _tree_cpu(group)
+    t0 = time.perf_counter()
+    res = drv.run(job, lambda *a: None, threading.Event())
+    wall = time.perf_counter() - t0
+    cpu = _tree_cpu(group) - cpu0
+    if res.error:
+        raise RuntimeError(f"browser session failed: {res.error}")
+    tl = res.details.get("timeline_s") or {}
+    return wall - (tl["measured"] - tl["loaded"]), res, cpu, wall
+
+
+def _kept_group(drv):
+    """The process group of the driver's kept browser (its keeper), if any."""
+    keepers = list(drv.pool._keepers.values())
+    proc = keepers[0]._proc if keepers else None
+    return proc.pid if proc is not None and proc.poll() is None else None
+
+
+def _tree_cpu(group) -> float:
+    """CPU seconds of a process group (reaped children included: closed
+    pages' renderers), or of this process's reaped children (a spawned
+    runner and its Chromium) when there is no group."""
+    if group is None:
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime
+    import psutil
+
+    total = 0.0
+    for p in psutil.process_iter():
+        try:
+            if os.getpgid(p.pid) == group:
+                c = p.cpu_times()
+                total += c.user + c.system + c.children_user + c.children_system
+        except (psutil.Error, OSError):
+            continue
+    return total
+
+
+def _attach_cost(ws: str) -> float:
+    """What a runner process per session attaching to the kept browser over
+    CDP would pay before its page: Python with the runner's imports,
+    Playwright's Node.js driver, connect_over_cdp."""
+    code = ("import agents.browser.runner, agents.browser.server\n"
+            "from playwright.sync_api import sync_playwright\n"
+            f"p = sync_playwright().start(); b = p.chromium.connect_over_cdp({ws!r}); p.stop()\n")
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, capture_output=True, timeout=120)
+    return time.perf_counter() - t0
+
+
+def _browser_rows(tmp: Path, quick: bool) -> list[Row]:
+    from agents.browser.driver import BrowserDriver
+
+    drivers = {"kept": BrowserDriver({"work_dir": str(tmp / "browser-kept")}),
+               "spawn": BrowserDriver({"work_dir": str(tmp / "browser-spawn"), "keep_browser": False})}
+    ok, why = drivers["kept"].available()
     if not ok:
         return [Row("per-session overhead, browser page", "≤ 0.5 s", "not run", None, f"browser driver: {why}")]
+    over: dict = {"kept": [], "spawn": []}
+    cpu: dict = {"kept": [], "spawn": []}
+    first, splits, attach, loads = {}, [], [], []
     try:
-        dev = drv.devices()[0]
+        devs = {m: d.devices()[0] for m, d in drivers.items()}  # the probe starts the kept browser
         model = model_files.matmul_chain(tmp / "page.onnx", batch=1, width=64, depth=2)
         x = np.ones((1, 64), np.float32)
-        policy = MeasurePolicy(warmup_runs=10, warmup_s=0, min_runs=200, min_s=0, max_s=5, target_ci=0, max_runs=200)
-        over, parts = [], []
+        for m, drv in drivers.items():  # session 1: every probe, placement learnt
+            first[m] = _browser_session(drv, devs[m], model, [{"x": x * (i + 1)} for i in range(8)], f"page-{m}", 1)[0]
         for k in range(1 if quick else BROWSER_SESSIONS):
-            job = JobSpec(f"page-{k}", dev.local_id, (ModelFile(model_files.sha256(model), "onnx", model),),
-                          RuntimeTarget("onnxruntime-web", ep="wasm"), policy, ({"x": x},), 120)
-            t0 = time.perf_counter()
-            res = drv.run(job, lambda *a: None, threading.Event())
-            wall = time.perf_counter() - t0
-            if res.error:
-                raise RuntimeError(f"browser job failed: {res.error}")
-            tl = res.details.get("timeline_s") or {}
-            over.append(wall - (tl["measured"] - tl["loaded"]))
-            parts.append(tl)
+            for m in (("kept", "spawn") if k % 2 == 0 else ("spawn", "kept")):
+                o, res, c, wall = _browser_session(drivers[m], devs[m], model, [{"x": x}], f"page-{m}.s{k + 2}", k + 2)
+                over[m].append(o)
+                cpu[m].append(c)
+                if m == "kept":
+                    if res.details.get("browser_start") != "kept" or not res.details.get("placement_from"):
+                        raise RuntimeError(f"a later session did not run on the kept browser: {res.details}")
+                    splits.append({**res.details["timeline_s"], "wall": wall})
+            loads.append(os.getloadavg()[0])
+        ws = next(iter(drivers["kept"].pool._keepers.values())).info["ws"]
+        attach = [_attach_cost(ws) for _ in range(1 if quick else 2)]
     finally:
-        drv.close()
-    o = median(over)
-    tl = parts[len(parts) // 2]
-    return [Row("per-session overhead, browser page (wasm)", "≤ 0.5 s", f"{o:.2f} s", o <= 0.5,
-                f"{of(over, 's')}; a session now is a runner process, a Chromium launch and a page: runner ready "
-                f"{tl.get('runner_ready', 0):.2f} s, browser ready {tl.get('browser_ready', 0):.2f} s, ORT Web "
-                f"initialised {tl.get('runtime_init', 0):.2f} s, model loaded {tl.get('loaded', 0):.2f} s into the "
-                f"session; load {load_average()}", {"overhead_s": over, "timelines": parts})]
+        for drv in drivers.values():
+            drv.close()
+    o, s = median(over["kept"]), median(over["spawn"])
+    part = lambda a, b: median([t[b] - t[a] for t in splits])  # noqa: E731
+    tail = median([t["wall"] - t["measured"] for t in splits])
+    return [Row("per-session overhead, browser page (wasm; a later session, kept browser)", "≤ 0.5 s", f"{o:.2f} s",
+                o <= 0.5,
+                f"{of(over['kept'], 's')}; split: page server {median([t['runner_ready'] for t in splits]):.2f} s, "
+                f"fresh context + page (a renderer process) {part('runner_ready', 'page_ready'):.2f} s, ORT Web "
+                f"script and inputs {part('page_ready', 'page_setup'):.2f} s, ORT Web init (wasm compile) "
+                f"{part('page_setup', 'runtime_init'):.2f} s, model load {part('runtime_init', 'loaded'):.2f} s, "
+                f"probe + close {tail:.2f} s; CPU {median(cpu['kept']):.2f} s per session (browser, its "
+                f"renderer, the keeper); a Chromium per session (`keep_browser: false`, the runner starts it) "
+                f"{s:.2f} s ({spread(over['spawn'])} s, CPU {median(cpu['spawn']):.2f} s), side by side; a runner "
+                f"process per session attaching to the kept browser over CDP would add {median(attach):.2f} s "
+                f"(Python, Playwright's Node.js driver, connect); first session (placement learnt, 8 probes): "
+                f"kept {first['kept']:.2f} s, spawned {first['spawn']:.2f} s; 1-min load "
+                f"{min(loads):.2f}–{max(loads):.2f}",
+                {"overhead_s": over, "cpu_s": cpu, "first_s": first, "attach_s": attach, "timelines": splits,
+                 "load": loads})]
 
 
 def run(tmp: Path, quick: bool = False) -> list[Row]:

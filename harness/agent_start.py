@@ -1,6 +1,7 @@
 """Starting an agent from the face: the local agent a run uses when it has
-no lab file (in this process, on 127.0.0.1:0), and `harness agent serve`
-(configuration merge, safety warnings, lifecycle).
+no lab file (in this process, on 127.0.0.1:0, or lent by the resident the
+run was forked from: harness/resident/), a resident's kept agent, and
+`harness agent serve` (configuration merge, safety warnings, lifecycle).
 
 This is where the controller and the agents meet: the controller is handed
 `local_agent(...)` as a callable and sees only an address."""
@@ -23,6 +24,20 @@ from harness.kernel.configfile import ConfigError
 # with; each is lent to one run at a time and stopped when the process ends.
 _KEPT: dict = {}
 _KEPT_LOCK = threading.Lock()
+# The socket of the resident this process was forked from (set by
+# harness/resident/child.py): its local agents come from there, kept.
+RESIDENT: Optional[str] = None
+
+
+class _FromResident:
+    """A resident's kept agent as a run sees it: `.address`; `.stop()` leaves
+    it running for the next run (the resident stops it when idle)."""
+
+    def __init__(self, address: str):
+        self.address = address
+
+    def stop(self, grace: Optional[float] = None) -> None:
+        pass
 
 
 class _Lent:
@@ -73,14 +88,21 @@ def local_agent(drivers: Optional[Sequence[str]] = None, driver_config: Optional
     HARNESS_CACHE) gets it again, with its warm runners and what its drivers
     cached (placements per model digest, build and options); a run never
     shares it with another run at the same time, and it stops when the
-    process exits."""
+    process exits.
+
+    In a run forked by a resident (harness/resident/), keep=True with the
+    default configuration asks the resident instead: its kept agent for these
+    drivers, the same configuration in a process of its own on a unix
+    socket, lives across runs (and is shared by runs at once, which queue per
+    device as on a lab agent). Should the resident give none, the run starts
+    its own here."""
     import atexit
     import json
     import os
 
-    from agents.server import AgentConfig, start
-
     def start_it():
+        from agents.server import AgentConfig, start  # only when an agent starts here: a lab run never needs it
+
         agent = start(AgentConfig(listen="127.0.0.1:0", drivers=tuple(drivers or registry.LOCAL_DEFAULT),
                                   driver_config=driver_config or {}, cache_dir=cache_dir))
         _warm(agent)
@@ -88,6 +110,8 @@ def local_agent(drivers: Optional[Sequence[str]] = None, driver_config: Optional
 
     if not keep:
         return start_it
+    if RESIDENT is not None and not driver_config and cache_dir is None:
+        return lambda: _from_resident(RESIDENT, tuple(drivers or registry.LOCAL_DEFAULT), start_it)
     key = (tuple(drivers or registry.LOCAL_DEFAULT), json.dumps(driver_config or {}, sort_keys=True, default=str),
            cache_dir, os.environ.get("HARNESS_CACHE"), os.environ.get("TMPDIR"))
 
@@ -107,6 +131,48 @@ def local_agent(drivers: Optional[Sequence[str]] = None, driver_config: Optional
         return _Lent(key, agent)
 
     return lend
+
+
+def _from_resident(path: str, drivers: Sequence[str], fallback: Callable[[], object]):
+    from harness.resident.client import ask_agent
+    from harness.resident.wire import WireError
+
+    try:
+        return _FromResident(ask_agent(path, drivers))
+    except (OSError, WireError) as exc:
+        logging.getLogger("harness.resident").info("no kept agent from the resident (%s): starting one here", exc)
+        return fallback()
+
+
+def serve_kept(path: str, drivers: Sequence[str]) -> None:
+    """A resident's kept local agent (harness/resident/serve.py starts it):
+    the embedded agent's configuration, listening on the unix socket `path`
+    (this user's only, in the resident's 0700 directory); prints `ready` on stdout once
+    it listens; ends on SIGTERM, SIGINT or SIGHUP, or when its resident is
+    gone (its parent changes)."""
+    import os
+
+    from agents.server import AgentConfig, start
+
+    parent = os.getppid()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())
+    # The socket gRPC binds: this user's only (folders the drivers make while
+    # starting stay usable by their owner; runners get the old umask back).
+    old = os.umask(0o077)
+    try:
+        agent = start(AgentConfig(listen=f"unix:{path}", drivers=tuple(drivers), driver_config={}, cache_dir=None))
+    finally:
+        os.umask(old)
+    _warm(agent)
+    print("ready", flush=True)
+    try:
+        while not stop.wait(1.0):
+            if os.getppid() != parent:
+                break
+    finally:
+        agent.stop(1.0)
 
 
 def _custom_ops(cfg, path: Optional[Path]) -> dict:

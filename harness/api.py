@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from harness.controller.request import RunOutcome, RunRequest
+from harness.kernel import limits
 
 __all__ = [
     "RunRequest", "RunOutcome",
@@ -136,7 +137,7 @@ def decide(store_url: Optional[str], ref: str) -> dict:
 
 def compare(store_url: Optional[str], old: str, new: str, threshold: float = 0.05,
             memory_threshold: Optional[float] = None, force: bool = False, ab: Optional[RunRequest] = None,
-            pairs: int = 10, progress: Progress = lambda e: None) -> dict:
+            pairs: int = limits.AB_PAIRS, progress: Progress = lambda e: None) -> dict:
     """Per device x candidate x target deltas between two runs, judged on
     their sessions against each device target's noise floor (learnt from the
     store); `regressions` lists what should fail CI, `undetermined` the rows

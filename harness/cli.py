@@ -1,176 +1,44 @@
-"""The `harness` command line: parses, calls harness.api, renders. Heavy
-imports happen inside the commands so `harness --help` stays instant."""
+"""The `harness` console script: `harness run` goes to this user's resident
+process when one can take it (harness/resident/: the controller already
+imported, the local agent kept warm), every other command and every run it
+cannot take to the typer application in harness/cli_app.py. Nothing heavy is
+imported here: this module is what every `harness` command loads first.
+
+`from harness.cli import app` (and the commands' names) still works: they
+are looked up in harness.cli_app on first use."""
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
-from typing import List, Optional
-
-import typer
-
-from harness.cli_render import fail, guarded
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Device-lab benchmark harness for edge ML.")
-agent_app = typer.Typer(no_args_is_help=True, help="Run a device-lab agent.")
-app.add_typer(agent_app, name="agent")
-
-
-def parse_duration(text: str) -> float:
-    """'90s', '10m', '1h', '1.5m' or plain seconds -> seconds."""
-    from harness.kernel.configfile import ConfigError
-
-    t = text.strip().lower()
-    scale = {"s": 1, "m": 60, "h": 3600}.get(t[-1:], None)
-    number = t[:-1] if scale else t
-    try:
-        value = float(number) * (scale or 1)
-    except ValueError:
-        raise ConfigError(f"--sustained {text!r}: expected a duration such as 90s, 10m or 1h") from None
-    if value <= 0:
-        raise ConfigError(f"--sustained {text!r}: expected a positive duration")
-    return value
-
-
-@app.command()
-def run(
-    cohort: Optional[str] = typer.Option(None, "--cohort", "-c",
-                                         help="Cohort name (device_profiles/cohorts/NAME.yaml) or path."),
-    candidates: Optional[Path] = typer.Option(None, "--candidates", help="Candidates file (YAML)."),
-    model: List[str] = typer.Option([], "--model", "-m", help="NAME=PATH of an ONNX model; repeatable."),
-    shape: List[str] = typer.Option([], "--shape", help="[CANDIDATE:]INPUT=1x3x224x224: an input's whole shape, for "
-                                    "every candidate with that input or for one; repeatable. Not needed for inputs "
-                                    "the eval set holds."),
-    dim: List[str] = typer.Option([], "--dim", help="[CANDIDATE:]NAME=N: size of a symbolic dimension; repeatable."),
-    eval_set: Optional[Path] = typer.Option(None, "--eval", help="Eval set (.npz, one array per input name, optional "
-                                            "labels): the probe inputs and their shapes (default: the candidates "
-                                            "file's eval)."),
-    lab: Optional[Path] = typer.Option(None, "--lab", help="Lab file listing agents; default: an embedded local agent."),
-    store: Optional[str] = typer.Option(None, "--store", help="Results store path (default .harness/results.sqlite)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for report.json / report.md / report.html."),
-    probes: int = typer.Option(8, "--probes", help="Generated probe inputs per candidate (no eval set)."),
-    drivers: Optional[str] = typer.Option(None, "--drivers", help="Embedded agent drivers (default host,browser)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress (a live panel on a terminal, plain lines "
-                                                           "otherwise)."),
-    resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN",
-                                         help="Finish a stored run: only jobs without a result run."),
-    sustained: Optional[str] = typer.Option(None, "--sustained", metavar="DURATION",
-                                            help="Run each job for this long (e.g. 10m): latency over time, "
-                                                 "steady state vs first minute, throttling onset."),
-    repeat: Optional[int] = typer.Option(None, "--repeat", metavar="N",
-                                         help="Sessions per job (default: the cohort's measure.sessions, 5)."),
-    cooldown: float = typer.Option(0.0, "--cooldown", help="Seconds to pause before each later session of a job."),
-    warn_only: bool = typer.Option(False, "--warn-only", help="Report failed budgets but exit 0."),
-):
-    """Benchmark candidates on a cohort's devices and store the results."""
-    if not cohort and not resume:
-        fail("give --cohort NAME (or --resume RUN to finish a stored run)")
-    if resume and (cohort or candidates or model):
-        fail("--resume takes the stored run's cohort and candidates; drop --cohort/--candidates/--model")
-    from harness import api
-    from harness.cli_progress import progress_view
-    from harness.cli_render import print_summary
-
-    req = api.RunRequest(
-        cohort=cohort or "", resume=resume, sustained_s=guarded(lambda: parse_duration(sustained)) if sustained else None,
-        repeat=repeat, cooldown_s=cooldown, candidates_file=candidates, models=model, shapes=shape, dims=dim,
-        eval_set=eval_set, lab=lab, store=store,
-        out=out, probes=probes, drivers=[d.strip() for d in drivers.split(",") if d.strip()] if drivers else None,
-    )
-    with progress_view(quiet=quiet) as view:
-        outcome = guarded(lambda: api.run_cohort(req, view))
-    print_summary(outcome)
-    if outcome.interrupted:
-        raise typer.Exit(130)
-    failures = outcome.budget_failures()
-    for line in failures:
-        typer.echo(f"budget failed: {line}", err=True)
-    if failures and not warn_only:
-        raise typer.Exit(1)
-
-
-@app.command()
-def devices(
-    lab: Optional[Path] = typer.Option(None, "--lab", help="Lab file; default: a local agent in this process."),
-    drivers: Optional[str] = typer.Option(None, "--drivers", help="Embedded agent drivers (default host,browser)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-):
-    """List the devices every agent can reach, with their state and runtimes."""
-    from harness import api
-    from harness.cli_render import print_devices
-
-    info = guarded(lambda: api.list_devices(lab, [d.strip() for d in drivers.split(",")] if drivers else None))
-    if as_json:
-        typer.echo(json.dumps(info, indent=1))
-    else:
-        print_devices(info)
-
-
-@app.command()
-def runs(store: Optional[str] = typer.Option(None, "--store"), limit: int = typer.Option(20, "--limit")):
-    """List stored runs, newest first."""
-    from harness import api
-    from harness.cli_render import print_runs
-
-    print_runs(guarded(lambda: api.list_runs(store, limit)))
-
-
-@app.command()
-def report(
-    run_ref: str = typer.Argument(..., metavar="RUN", help="Run id, unique prefix, 'latest', or a report.json."),
-    format: str = typer.Option("md", "--format", "-f", help="md | json | html"),
-    store: Optional[str] = typer.Option(None, "--store"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file instead of stdout."),
-):
-    """Print (or write) a stored run's report."""
-    from harness import api
-
-    if format not in ("md", "json", "html"):
-        fail(f"--format {format!r}: expected md, json or html")
-    doc = guarded(lambda: api.report(store, run_ref))
-    if format == "json":
-        from harness.report.document import json_text
-
-        text = json_text(doc)
-    elif format == "md":
-        from harness.report.markdown import render
-
-        text = render(doc)
-    else:
-        from harness.report.html import render as render_html
-
-        text = render_html(doc)
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
-        typer.echo(str(out), err=True)
-    else:
-        typer.echo(text)
-
-
-@agent_app.command("serve")
-def agent_serve(
-    listen: Optional[str] = typer.Option(None, "--listen", help="HOST:PORT (default 127.0.0.1:50051; port 0 picks one)."),
-    drivers: Optional[str] = typer.Option(None, "--drivers", help="Comma-separated drivers (default host)."),
-    token_file: Optional[Path] = typer.Option(None, "--token-file", help="File holding the bearer token callers must send."),
-    config: Optional[Path] = typer.Option(None, "--config", help="agent.yaml; flags override its keys."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Model cache folder."),
-    port_file: Optional[Path] = typer.Option(None, "--port-file", help="Write the bound port here once listening."),
-):
-    """Serve this machine's devices to controllers over gRPC until stopped."""
-    from harness import api
-
-    guarded(lambda: api.serve_agent(listen=listen, drivers=drivers, token_file=token_file, config=config,
-                          cache_dir=cache_dir, port_file=port_file))
 
 
 def main() -> None:
-    from harness.commands import register_all
+    if len(sys.argv) > 1 and sys.argv[1] == "run":
+        from harness.resident import client
 
-    register_all(app)
-    app(prog_name="harness")
+        if client.wanted(sys.argv[1:]):
+            code = client.run(sys.argv)
+            if code is not None:
+                sys.exit(code)
+    run_app()
+
+
+def run_app() -> None:
+    """The typer application on sys.argv, in this process."""
+    from harness.cli_app import application
+
+    application()(prog_name="harness")
+
+
+def __getattr__(name: str):
+    if name.startswith("__"):  # the import system asks for __path__ and the like: not the app's
+        raise AttributeError(name)
+    import harness.cli_app
+
+    try:
+        return getattr(harness.cli_app, name)
+    except AttributeError:
+        raise AttributeError(f"module 'harness.cli' has no attribute {name!r}") from None
 
 
 if __name__ == "__main__":

@@ -19,6 +19,17 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def emit(text: str, out) -> None:
+    """A rendered document to the file `out` (its folder made; the path on
+    stderr), or to stdout without one."""
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        typer.echo(str(out), err=True)
+    else:
+        typer.echo(text)
+
+
 def _known_errors() -> tuple:
     from harness.kernel.configfile import ConfigError
     from harness.controller.client import AgentError

@@ -47,16 +47,13 @@ from typing import Iterator, Mapping, Optional, Sequence
 import numpy as np
 
 from harness.kernel.configfile import ConfigError
+from harness.quantize_check import Check, QuantizeError, check, first_line, fusion_note
 
 VARIANTS = ("dynamic", "static", "fp16")
 # Candidate-name suffix and file-name infix per variant.
 SUFFIX = {"dynamic": "int8-dynamic", "static": "int8-static", "fp16": "fp16"}
 CALIBRATE_METHODS = ("minmax", "entropy", "percentile")
 ACTIVATION_TYPES = ("uint8", "int8")
-
-
-class QuantizeError(ConfigError):
-    """A quantisation step failed; the text is one line naming the model."""
 
 
 @dataclass(frozen=True)
@@ -66,22 +63,6 @@ class Settings:
     reduce_range: bool = False
     calibrate: str = "minmax"
     preprocess: bool = True
-
-
-@dataclass(frozen=True)
-class Check:
-    """How close a variant's outputs stay to the float model on the eval set."""
-    samples: int
-    max_abs: float
-    rel_l2: float
-    top1_agreement: Optional[float]
-    # The same comparison with the runtime's graph optimisations off, so the
-    # QuantizeLinear/DequantizeLinear pairs run as written: the quantisation's
-    # own error. Level-2 optimisation fuses QDQ chains into integer kernels
-    # (QLinearConv, QLinearMatMul, ...) whose results can differ from the QDQ
-    # semantics (microsoft/onnxruntime#32132); `rel_l2` is what a deployment
-    # with default options gets. Only for QDQ variants (static).
-    rel_l2_unfused: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -204,10 +185,10 @@ def quantize(
                     raise
                 except Exception as exc:  # the tools raise many types; each becomes one line
                     raise QuantizeError(f"{model}: {kind} quantisation failed ({type(exc).__name__}: "
-                                        f"{_first_line(exc)})") from None
+                                        f"{first_line(exc)})") from None
                 made[kind] = tmp
-            checks = {k: _check(model, p, k, batches) for k, p in made.items()}
-            notes += [n for n in (_fusion_note(k, c) for k, c in checks.items()) if n]
+            checks = {k: check(model, p, k, batches) for k, p in made.items()}
+            notes += [n for n in (fusion_note(k, c) for k, c in checks.items()) if n]
 
         if cand_path is not None:
             entries = {f"{base}-{SUFFIX[kind]}": {
@@ -245,7 +226,7 @@ def _preprocess(model: Path, out: Path) -> tuple[Path, bool, Optional[str]]:
         quant_pre_process(str(model), str(out))
         return out, True, None
     except Exception as exc:
-        return model, False, f"pre-processing skipped, quantising the model as it is ({type(exc).__name__}: {_first_line(exc)})"
+        return model, False, f"pre-processing skipped, quantising the model as it is ({type(exc).__name__}: {first_line(exc)})"
 
 
 def _dynamic(src: Path, out: Path, s: Settings, weights: str) -> None:
@@ -282,69 +263,6 @@ def _fp16(src: Path, out: Path) -> None:
     onnx.save(m, str(out))
 
 
-# --- checks -----------------------------------------------------------------
-
-def _check(float_model: Path, variant: Path, kind: str, batches: Optional[list[dict]]) -> Optional[Check]:
-    """Load the variant in ONNX Runtime (a variant that does not load is a
-    failure, not an artefact) and compare its first output with the float
-    model's on the eval batches, as deployed (default optimisation) and, for
-    QDQ variants, as quantised (optimisation off)."""
-    import onnxruntime as ort
-
-    def session(path: Path, level=None):
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        if level is not None:
-            opts.graph_optimization_level = level
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-    try:
-        sess = session(variant)
-    except Exception as exc:
-        raise QuantizeError(f"{float_model}: the {kind} variant does not load in ONNX Runtime "
-                            f"({type(exc).__name__}: {_first_line(exc)})") from None
-    if not batches:
-        return None
-    ra = [np.asarray(r, dtype=np.float64) for r in _first_outputs(session(float_model), batches)]
-    a = np.concatenate([r.reshape(-1) for r in ra])
-
-    def flat(s) -> np.ndarray:
-        return np.concatenate([np.asarray(r, dtype=np.float64).reshape(-1) for r in _first_outputs(s, batches)])
-
-    def rel_l2(b: np.ndarray) -> float:
-        return float(np.linalg.norm(a - b) / max(np.linalg.norm(a), 1e-12))
-
-    b = flat(sess)
-    top1 = None
-    if ra[0].ndim >= 2 and ra[0].shape[-1] > 1:
-        k = ra[0].shape[-1]
-        top1 = float(np.mean(a.reshape(-1, k).argmax(1) == b.reshape(-1, k).argmax(1)))
-    unfused = rel_l2(flat(session(variant, ort.GraphOptimizationLevel.ORT_DISABLE_ALL))) if kind == "static" else None
-    return Check(len(batches), float(np.max(np.abs(a - b))) if a.size else 0.0, rel_l2(b), top1, unfused)
-
-
-def _first_outputs(sess, batches: list[dict]) -> list:
-    return [sess.run(None, x)[0] for x in batches]
-
-
-# A deployed error this many times the quantised one (and above FUSION_FLOOR)
-# is the runtime's fused kernels, not the quantisation: worth a line.
-FUSION_RATIO = 2.0
-FUSION_FLOOR = 0.01
-
-
-def _fusion_note(kind: str, check: Optional[Check]) -> Optional[str]:
-    if check is None or check.rel_l2_unfused is None:
-        return None
-    if check.rel_l2 > FUSION_FLOOR and check.rel_l2 > FUSION_RATIO * check.rel_l2_unfused:
-        import onnxruntime as ort
-
-        return (f"{kind}: onnxruntime {ort.__version__}'s fused integer kernels move the outputs: rel L2 "
-                f"{check.rel_l2:.3g} with default optimisation against {check.rel_l2_unfused:.3g} with the QDQ "
-                f"graph run as written; measure this variant on every target runtime before choosing it")
-    return None
-
-
 def _eval_batches(info, path: Path, limit: int) -> list[dict[str, np.ndarray]]:
     """Model-shaped batches from the eval set, shaped as `harness run` shapes
     probes (harness.config.inputs: symbolic dimensions take the arrays'
@@ -374,11 +292,6 @@ def _quiet_ort_logging() -> Iterator[None]:
         yield
     finally:
         root.setLevel(level)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else "")[:300]
 
 
 def _op_types(path: Path) -> dict[str, int]:

@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -5,6 +6,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+# `harness run` in the tests runs in its own process, as before: a resident
+# (harness/resident/) would outlive the suite. tests/integration/test_resident.py
+# turns it on with a folder of its own and stops what it started.
+os.environ.setdefault("HARNESS_KEEP_AGENT", "0")
 
 from labkit import AgentProcess, harness_cli  # noqa: E402
 from pgkit import pg_url, postgres_server, store_url  # noqa: E402,F401 - PostgreSQL fixtures for the store tests

@@ -7,6 +7,8 @@
       runtime_cache: ~/.cache/harness/ort-web
       device_id: chromium
       work_dir: /var/tmp
+      keep_browser: true                     # one Chromium kept between sessions, a fresh context each;
+                                             # false: a Chromium started for every session
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class BrowserConfig(Strict):
     runtime_cache: Optional[str] = None
     device_id: Optional[str] = None
     work_dir: Optional[str] = None
+    keep_browser: bool = True
 
     @field_validator("onnxruntime_web", mode="before")
     @classmethod

@@ -8,7 +8,6 @@ import math
 import os
 import platform
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -16,13 +15,14 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from agents import jobdir
+from agents import placement as pl
 
-from agents.browser import locate, runtimes
+from agents.browser import locate, pool, runtimes
 from agents.contract import AGENT_MACHINE, DeviceInfo, DriverResult, JobError, JobSpec, ProgressFn, RuntimeSpec, Validity
 from harness.kernel import procs
 from harness.kernel import limits
 
-CONFIG_KEYS = ("executable", "onnxruntime_web", "extra_args", "device_id", "work_dir", "runtime_cache")
+CONFIG_KEYS = ("executable", "onnxruntime_web", "extra_args", "device_id", "work_dir", "runtime_cache", "keep_browser")
 # Target options the page understands; ep.* go to the EP's options object
 # (e.g. ep.preferredLayout for WebGPU, ep.deviceType for WebNN), session.* are
 # ORT session config entries.
@@ -52,6 +52,11 @@ class BrowserDriver:
         self._probe: Optional[dict] = None
         self._probe_key: Optional[tuple] = None
         self._probe_at = 0.0
+        # One Chromium kept per build and flags, a fresh context per session
+        # (pool.py); `keep_browser: false` starts one per session instead.
+        self.pool = pool.Pool(self.work_root, enabled=bool(self.config.get("keep_browser", True)))
+        # (model digest, version, bundle, ep, options, browser) -> (placement, job id).
+        self._placements = pl.Learnt()
 
     # -- inventory ------------------------------------------------------------
     def _chromium(self) -> locate.Found:
@@ -101,9 +106,10 @@ class BrowserDriver:
         jd = Path(tempfile.mkdtemp(prefix="probe-", dir=self.work_root))
         try:
             (jd / "probe_spec.json").write_text(json.dumps({"executable": exe, "extra_args": list(self.extra_args)}))
-            fin = procs.run_child([sys.executable, "-m", "agents.browser.runner", "probe", str(jd)],
-                                  timeout_s=limits.BROWSER_PROBE_TIMEOUT_S, cancel=threading.Event(),
-                                  stderr_path=str(jd / "stderr.log"), env=procs.child_env())
+            # Through the kept browser, which the first job then finds running.
+            kept = self._kept(exe, "probe", jd, {}, wait_s=limits.BROWSER_KEEPER_BUSY_WAIT_S)
+            fin, _ = jobdir.run_runner(["agents.browser.runner", "probe", str(jd)], jd, limits.BROWSER_PROBE_TIMEOUT_S,
+                                       lambda *a: None, threading.Event(), warm=kept)
             try:
                 return json.loads((jd / "probe.json").read_text())
             except (OSError, ValueError):
@@ -142,7 +148,27 @@ class BrowserDriver:
                            exclusive=AGENT_MACHINE)]
 
     def close(self) -> None:
-        pass
+        self.pool.close()
+
+    def _kept(self, exe: str, kind: str, jd: Path, note: dict, wait_s: Optional[float] = None):
+        """jobdir.run_runner's `warm` hook: the request served by the kept
+        browser, or None (no keeper: the runner is spawned, `note` says why)."""
+        keeper = self.pool.get(exe, self.extra_args)
+        if keeper is None:
+            return None
+
+        def serve(**kw) -> Optional[procs.Finished]:
+            fin = keeper.run(kind, jd, note, wait_s=wait_s, **kw)
+            if fin is None:  # spawned instead
+                note.pop("keeper_start_s", None)
+                note.update(browser_start="spawn", browser_start_why=keeper.why or "the kept browser was busy")
+            return fin
+
+        return serve
+
+    def _placement_key(self, model, inst, bundle: str, target, options: dict, info: dict) -> tuple:
+        return (model.digest, inst.version, bundle, target.ep, tuple(sorted(options.items())),
+                info.get("executable"), info.get("version"), self.extra_args)
 
     # -- jobs -----------------------------------------------------------------
     def run(self, job: JobSpec, progress: ProgressFn, cancel: threading.Event) -> DriverResult:
@@ -186,6 +212,8 @@ class BrowserDriver:
         if not onnx_models:
             return fail("unsupported_format", "the browser driver needs an ONNX model")
 
+        key = self._placement_key(onnx_models[0], inst, bundle, target, base["options"], info)
+        known = self._placements.get(key)
         self.work_root.mkdir(parents=True, exist_ok=True)
         jd = Path(tempfile.mkdtemp(prefix="job-", dir=self.work_root))
         try:
@@ -195,15 +223,23 @@ class BrowserDriver:
                 "num_threads": opts["num_threads"], "ep_options": opts["ep"], "session_config": opts["session"],
                 "graph_optimization_level": opts["graph_optimization_level"],
                 "model_path": str(onnx_models[0].path), "measure": job.measure.__dict__,
+                "placement": pl.as_dict(known[0]) if known else None,
             }))
             jobdir.write_probes(jd, job.probes)
             from agents.hostfacts import run_conditions
 
+            note: dict = {}
             before = run_conditions()
             fin, phase = jobdir.run_runner(["agents.browser.runner", "job", str(jd)], jd, job.timeout_s, progress,
-                                           cancel)
+                                           cancel, warm=self._kept(info["executable"], "job", jd, note))
             conditions = {"before": before, "after": run_conditions()}
-            return _collect(jd, fin, base, phase, conditions, info, target.ep)
+            note.setdefault("browser_start", "spawn")
+            if known:
+                note["placement_from"] = f"an earlier job of this model, runtime and options ({known[1]})"
+            res = _collect(jd, fin, base, phase, conditions, info, target.ep, note)
+            if not known:
+                self._placements.remember(key, res.placement, res.error, job.job_id)
+            return res
         finally:
             shutil.rmtree(jd, ignore_errors=True)
 
@@ -312,7 +348,7 @@ def _scalar(value: str) -> Any:
 
 
 def _collect(jd: Path, fin: procs.Finished, base: dict, phase: str, conditions: dict, info: dict,
-             ep: str) -> DriverResult:
+             ep: str, note: dict) -> DriverResult:
     def annotate(details: dict, warnings: list) -> None:
         if ep == "webgpu" and info.get("webgpu") and _software(info["webgpu"]):
             details["webgpu_adapter"] = info["webgpu"]
@@ -321,6 +357,8 @@ def _collect(jd: Path, fin: procs.Finished, base: dict, phase: str, conditions: 
         if (details.get("num_threads") or 1) > 1 and details.get("cross_origin_isolated") is False:
             warnings.append("the page was not cross-origin isolated: ONNX Runtime Web ran single-threaded")
 
-    details: dict[str, Any] = {"conditions": conditions, "runner_wall_s": round(fin.wall_s, 3)}
+    details: dict[str, Any] = {"conditions": conditions, "runner_wall_s": round(fin.wall_s, 3), **note}
+    killed = "the runner and its browser were" if note["browser_start"] == "spawn" else \
+        "the page's browser (kept for sessions) was"
     return jobdir.collect(jd, fin, {**base, "runtime_name": "onnxruntime-web"}, phase, details,
-                          killed="the runner and its browser were", annotate=annotate)
+                          killed=killed, annotate=annotate)

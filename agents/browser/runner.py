@@ -1,24 +1,26 @@
-"""The browser driver's child process: one Chromium, one page, one job.
+"""One session in a page: measure, read memory, probes and placement.
 
-`python -m agents.browser.runner job JOB_DIR` reads JOB_DIR/job.json and
-JOB_DIR/probes.npz, prints progress as JSON lines on stdout, and writes
-JOB_DIR/result.json and JOB_DIR/outputs.npz (the host runner's shapes).
-`python -m agents.browser.runner probe JOB_DIR` writes JOB_DIR/probe.json:
-what the browser is and which ONNX Runtime Web backends work in it.
-
-Playwright's sync API is bound to the thread that started it, and a page can
-crash or hang in a WebAssembly loop; a process per job keeps Playwright on
-one thread, gives every job a fresh browser profile (no shader or compile
-caches carried over), and lets the agent kill the whole tree on timeout.
+The sessions run in agents.browser.keeper, the process that keeps one
+Chromium per agent and launch flags between sessions and jobs and opens a
+fresh page in a fresh browser context for each (`job(jd, browser)`), or,
+where no keeper can start (or `keep_browser: false`), in a runner of their
+own: `python -m agents.browser.runner job JOB_DIR` starts Chromium for one
+session. Either way JOB_DIR/job.json and JOB_DIR/probes.npz come in,
+progress goes out as JSON lines on stdout, and JOB_DIR/result.json and
+JOB_DIR/outputs.npz (the host runner's shapes) are left behind.
+`... probe JOB_DIR` writes JOB_DIR/probe.json: what the browser is and which
+ONNX Runtime Web backends work in it.
 
 Order, as in the host runner: runtime start-up, then the timed session
 (load, first run, warm-up, measurement), memory, probes; the verbose
 placement session and the strict probe come last so their logging cannot
-disturb the figures.
+disturb the figures, and not at all when the driver already knows the
+placement of this model, runtime and options (job.json "placement").
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -28,16 +30,14 @@ from pathlib import Path
 
 from agents import jobdir
 from agents.browser.readings import Memory, placement
-from agents.browser.session import BrowserPage, PageFailed
+from agents.browser.session import Browser, BrowserPage, PageFailed
 from harness.kernel import limits
 
 
-T0 = time.monotonic()
-
-
 def _mark(result: dict, name: str) -> None:
-    """Seconds since the runner started, per step: where a job's wall time goes."""
-    result["details"].setdefault("timeline_s", {})[name] = round(time.monotonic() - T0, 3)
+    """Seconds since the session began (its request reached the keeper, or
+    the spawned runner started), per step: where a session's wall time goes."""
+    result["details"].setdefault("timeline_s", {})[name] = round(time.monotonic() - result["_t0"], 3)
 
 
 def _emit(obj: dict) -> None:
@@ -68,6 +68,7 @@ def classify(message: str) -> str:
     return "runtime_error"
 
 
+@functools.lru_cache(maxsize=1)
 def init_model_bytes() -> bytes:
     """A one-node model used to start the runtime before the timed session."""
     from onnx import TensorProto, helper
@@ -81,14 +82,13 @@ def init_model_bytes() -> bytes:
 
 
 # -- probe -----------------------------------------------------------------------
-def probe(jd: Path) -> int:
+def probe(jd: Path, browser: Browser) -> int:
     from agents.browser.server import PageServer
 
-    spec = json.loads((jd / "probe_spec.json").read_text())
     srv = PageServer()
     out: dict = {}
     try:
-        page = BrowserPage(spec["executable"], jd, srv.url, extra_args=tuple(spec.get("extra_args", ())))
+        page = BrowserPage(browser, srv.url)
         try:
             out = page.call("probe")
             out["product"] = page.product
@@ -98,7 +98,7 @@ def probe(jd: Path) -> int:
             page.close()
     except PageFailed as exc:
         out = {"error": f"{exc.kind}: {exc.message}"}
-    except Exception as exc:  # Playwright missing or broken: a reason, not a crash
+    except Exception as exc:  # Playwright broken: a reason, not a crash
         out = {"error": f"{type(exc).__name__}: {exc}"}
     finally:
         srv.close()
@@ -109,12 +109,14 @@ def probe(jd: Path) -> int:
 
 
 # -- job -------------------------------------------------------------------------
-def job(jd: Path) -> int:
+def job(jd: Path, browser: Browser, t0: float, about: dict) -> int:
+    """One session on `browser`; `about` says for the record which browser
+    served it (its pid, whether it was kept, pages it served before)."""
     spec = json.loads((jd / "job.json").read_text())
-    result: dict = {"error": None, "validity": {}, "details": {}}
+    result: dict = {"error": None, "validity": {}, "details": {"browser": about}, "_t0": t0}
     outputs: dict = {}
     try:
-        _run(jd, spec, result, outputs)
+        _run(jd, spec, result, outputs, browser)
     except JobFailed as exc:
         result["error"] = {"stage": exc.stage, "kind": exc.kind, "message": exc.message}
     except PageFailed as exc:
@@ -123,11 +125,12 @@ def job(jd: Path) -> int:
     except Exception as exc:  # a result, never a crash
         result["error"] = {"stage": result.get("_stage", "runner"), "kind": "runner_error",
                            "message": f"{type(exc).__name__}: {exc}\n" + traceback.format_exc(limit=3)[-1500:]}
+    result.pop("_t0", None)
     jobdir.finish(jd, result, outputs)
     return 0
 
 
-def _run(jd: Path, spec: dict, result: dict, outputs: dict) -> None:
+def _run(jd: Path, spec: dict, result: dict, outputs: dict, browser: Browser) -> None:
     from agents.browser.server import PageServer
 
     probes = jobdir.read_probes(jd)
@@ -144,13 +147,15 @@ def _run(jd: Path, spec: dict, result: dict, outputs: dict) -> None:
     try:
         result["_stage"] = "load"
         _mark(result, "runner_ready")
-        init_js = (Path(__file__).parent / "page" / "init.js").read_text()
         try:
-            page = BrowserPage(spec["executable"], jd, srv.url, init_script=init_js,
-                               extra_args=tuple(spec.get("extra_args", ())))
+            page = BrowserPage(browser, srv.url, init_script=_INIT_JS.read_text())
         except PageFailed as exc:
             raise JobFailed("load", exc.kind, exc.message) from None
-        _mark(result, "browser_ready")
+        except Exception:
+            if browser.dead():  # Playwright's own error because the browser went away
+                raise JobFailed("load", "crash", browser.dead()) from None
+            raise
+        _mark(result, "page_ready")
         result["details"].update(browser_product=page.product.get("product", page.version), launch_args=page.argv[1:])
         _measure(page, spec, result, outputs, srv)
     finally:
@@ -272,6 +277,9 @@ def _measure(page: BrowserPage, spec: dict, result: dict, outputs: dict, srv) ->
     _step(page, stage, "release")
 
     _mark(result, "probes")
+    if spec.get("placement") is not None:
+        result["placement"] = spec["placement"]  # the driver's, from an earlier session
+        return
     result["_stage"] = "placement"
     _emit({"phase": "placement", "samples": len(samples), "elapsed_s": elapsed})
     result["placement"] = placement(page, spec["ep"], details, _step)
@@ -284,11 +292,39 @@ def _batch_runs(est_ms: float) -> int:
 
 
 def main(argv: list[str]) -> int:
+    """A session (or a probe) in a Chromium of its own, closed after it."""
+    t0 = time.monotonic()
     if len(argv) != 2 or argv[0] not in ("job", "probe"):
         sys.stderr.write("usage: python -m agents.browser.runner job|probe DIR\n")
         return 2
     jd = Path(argv[1])
-    return job(jd) if argv[0] == "job" else probe(jd)
+    spec = json.loads((jd / ("job.json" if argv[0] == "job" else "probe_spec.json")).read_text())
+    try:
+        browser = Browser(spec["executable"], jd, extra_args=tuple(spec.get("extra_args", ())))
+    except Exception as exc:  # Chromium or Playwright would not start: a row that says why
+        return unstarted(jd, argv[0], exc, t0)
+    try:
+        if argv[0] == "probe":
+            return probe(jd, browser)
+        return job(jd, browser, t0, {"kept": False, "pid": browser.pid, "launch_s": round(browser.launch_s, 3)})
+    finally:
+        browser.close()
+
+
+def unstarted(jd: Path, kind: str, exc: Exception, t0: float) -> int:
+    kind_, message = (exc.kind, exc.message) if isinstance(exc, PageFailed) else \
+        ("browser_start", f"{type(exc).__name__}: {exc}")
+    if kind == "probe":
+        tmp = jd / "probe.json.tmp"
+        tmp.write_text(json.dumps({"error": f"{kind_}: {message}"}))
+        os.replace(tmp, jd / "probe.json")
+    else:
+        jobdir.finish(jd, {"error": {"stage": "load", "kind": kind_, "message": message}, "validity": {},
+                           "details": {"timeline_s": {"failed": round(time.monotonic() - t0, 3)}}}, {})
+    return 0
+
+
+_INIT_JS = Path(__file__).parent / "page" / "init.js"
 
 
 if __name__ == "__main__":

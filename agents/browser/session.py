@@ -1,10 +1,17 @@
-"""One Chromium, one page, driven by Playwright, inside a runner process.
+"""Chromium driven by Playwright: one browser, and a fresh page per session.
 
-Chromium is started here as a plain child of the runner (same process group)
-and Playwright attaches over CDP. Playwright's own `launch()` would put the
-browser in a process group of its own, which the agent's whole-tree kill on
-timeout or cancel would miss; started this way, killing the runner's group
-takes every browser process with it. The flags are ours and recorded.
+`Browser` starts Chromium as a plain child of the process that holds it
+(its process group) and attaches Playwright over CDP. Playwright's own
+`launch()` would put the browser in a process group of its own, which a
+whole-group kill on timeout or cancel would miss; started this way, killing
+the holder's group takes every browser process with it. The flags are ours
+and recorded.
+
+`BrowserPage` is one session's page, always in a new browser context
+(CDP Target.createBrowserContext: an off-the-record profile of its own), so
+no cookie, storage, HTTP cache entry or compiled-code cache of one session
+is seen by the next, and its renderer is a process of its own: a crash of
+one page leaves the browser serving the next.
 
 The console is captured from the first line: ONNX Runtime Web writes its
 log (placement) and its profile there, and page errors become job errors.
@@ -35,6 +42,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # ORT's log line: "2026-01-01 12:00:00.000 [W:onnxruntime:, file.cc:12 Fn] text".
 _ORT_LOG = re.compile(r"^\s*\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \[([VIWEF]):onnxruntime:")
 MARK = "__harness_mark__ "
+_READY = "() => !!(window.harness && window.harness.ready)"
 
 
 class PageFailed(Exception):
@@ -87,6 +95,8 @@ def ort_log_lines(lines: list[tuple[str, str]]) -> list[str]:
 def start_chromium(executable: str, profile_dir: Path, log_path: Path, extra_args: tuple[str, ...] = ()):
     """Start Chromium with a DevTools port; returns (process, ws endpoint, argv)."""
     profile_dir.mkdir(parents=True, exist_ok=True)
+    port_file = profile_dir / "DevToolsActivePort"
+    port_file.unlink(missing_ok=True)  # a killed browser's would name its dead port
     argv = [executable, *BASE_ARGS, *extra_args, f"--user-data-dir={profile_dir}", "--remote-debugging-port=0",
             "about:blank"]
     log = open(log_path, "wb")
@@ -96,7 +106,6 @@ def start_chromium(executable: str, profile_dir: Path, log_path: Path, extra_arg
         log.close()
     # Chromium writes the port it bound, then the browser target's path, to
     # DevToolsActivePort in the profile folder once DevTools listens.
-    port_file = profile_dir / "DevToolsActivePort"
     deadline = time.monotonic() + limits.BROWSER_LAUNCH_TIMEOUT_S
     while True:
         if proc.poll() is not None:
@@ -122,34 +131,94 @@ def _tail(path: Path, n: int = 1500) -> str:
     return data.decode("utf-8", "replace").strip()
 
 
-class BrowserPage:
-    """Chromium + Playwright + one page at `url`, with console capture."""
+class Browser:
+    """A running Chromium with Playwright attached; pages come and go.
 
-    def __init__(self, executable: str, work: Path, url: str, init_script: Optional[str] = None,
-                 extra_args: tuple[str, ...] = ()):
+    Kept between sessions by agents.browser.keeper (one per agent and launch
+    flags) or started for one session by a spawned runner."""
+
+    def __init__(self, executable: str, work: Path, extra_args: tuple[str, ...] = ()):
         from playwright.sync_api import sync_playwright
 
+        t0 = time.monotonic()
+        self.log_path = work / "chromium.log"
+        self.proc, self.ws, self.argv = start_chromium(executable, work / "profile", self.log_path, extra_args)
+        self._pw = None
+        self.pages = 0  # pages opened on this browser so far
+        try:
+            self._pw = sync_playwright().start()
+            self.browser = self._pw.chromium.connect_over_cdp(self.ws, timeout=limits.BROWSER_LAUNCH_TIMEOUT_S * 1000)
+            self.version = self.browser.version
+            self._cdp = self.browser.new_browser_cdp_session()
+            self.product = self._cdp.send("Browser.getVersion")
+        except Exception:
+            self.close()
+            raise
+        self.launch_s = time.monotonic() - t0
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def dead(self, ask: bool = False) -> str:
+        """Why this browser cannot serve another page, or ''. `ask`: also a
+        DevTools round trip (a millisecond), which a browser killed a moment
+        ago but not yet reaped cannot answer."""
+        if self.proc.poll() is None and self.browser.is_connected() and ask:
+            try:
+                self._cdp.send("Browser.getVersion")
+            except Exception as exc:
+                if self.proc.poll() is None:
+                    return f"the browser did not answer over DevTools: {exc}"[:400]
+        if self.proc.poll() is not None:
+            return f"the browser exited ({self.proc.returncode}): {_tail(self.log_path, 400)}"
+        if not self.browser.is_connected():
+            return "Playwright lost its DevTools connection to the browser"
+        return ""
+
+    def close(self) -> None:
+        for step in (lambda: self.browser.close(), lambda: self._pw and self._pw.stop()):
+            try:
+                step()
+            except Exception:
+                pass
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(limits.KILL_GRACE_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class BrowserPage:
+    """One session's page at `url`, in a new browser context, with console
+    capture. Closing it closes its context and nothing else."""
+
+    def __init__(self, browser: Browser, url: str, init_script: Optional[str] = None):
         self.console = Console()
         self.crashed = False
-        self.log_path = work / "chromium.log"
-        self.proc, ws, self.argv = start_chromium(executable, work / "profile", self.log_path, extra_args)
-        self._pw = sync_playwright().start()
+        self.owner = browser
+        self.log_path = browser.log_path
+        self.product, self.version, self.argv = browser.product, browser.version, browser.argv
+        browser.pages += 1
+        self.ctx = browser.browser.new_context()
         try:
             timeout_ms = limits.BROWSER_LAUNCH_TIMEOUT_S * 1000
-            self.browser = self._pw.chromium.connect_over_cdp(ws, timeout=timeout_ms)
-            self.version = self.browser.version
-            ctx = self.browser.contexts[0] if self.browser.contexts else self.browser.new_context()
             if init_script:
-                ctx.add_init_script(init_script)
-            self.page = ctx.new_page()
+                self.ctx.add_init_script(init_script)
+            self.page = self.ctx.new_page()
             self.page.on("console", lambda m: self.console.add(m.type, m.text))
             self.page.on("pageerror", lambda e: self.console.page_errors.append(str(e)))
             self.page.on("crash", lambda *_: setattr(self, "crashed", True))
             self.page.goto(url + "/", wait_until="load", timeout=timeout_ms)
-            self.page.wait_for_function("() => window.harness && window.harness.ready", timeout=timeout_ms)
-            self.cdp = ctx.new_cdp_session(self.page)
+            # runner.js is a module script, so it has run by the load event
+            # (module scripts are deferred: HTML's script-processing model) and
+            # one evaluate answers; Playwright's polling only for a late page.
+            if not self.page.evaluate(_READY):
+                self.page.wait_for_function(_READY, timeout=timeout_ms)
+            self.cdp = self.ctx.new_cdp_session(self.page)
             self.cdp.send("Performance.enable")
-            self.product = self.cdp.send("Browser.getVersion")
         except Exception:
             self.close()
             raise
@@ -157,16 +226,18 @@ class BrowserPage:
     def call(self, name: str, *args: Any) -> Any:
         """window.harness[name](...args) in the page; crashes and exceptions
         become PageFailed with the page's own message. No timeout of its own:
-        a step may take as long as the job allows, and the agent kills this
-        process (and the browser with it) at the job's time limit."""
+        a step may take as long as the job allows, and the agent kills the
+        process holding the browser (and the browser with it) at the job's
+        time limit."""
         try:
             return self.page.evaluate("([f, a]) => window.harness[f](...a)", [name, list(args)])
         except Exception as exc:
             text = str(exc)
             if self.crashed or "Target crashed" in text:
                 raise PageFailed("crash", "the page crashed (its renderer process died)") from None
-            if "closed" in text.lower() and self.proc.poll() is not None:
-                raise PageFailed("crash", f"the browser exited ({self.proc.returncode}): {_tail(self.log_path)}") from None
+            dead = self.owner.dead()
+            if dead:
+                raise PageFailed("crash", dead) from None
             raise PageFailed("page_error", _page_message(text)) from None
 
     def timer_resolution_ms(self) -> float:
@@ -179,23 +250,19 @@ class BrowserPage:
             " if (t > last) { best = Math.min(best, t - last); last = t; } } return best; }"))
 
     def js_heap(self) -> tuple[int, int]:
-        """(JSHeapUsedSize, JSHeapTotalSize) from CDP Performance.getMetrics."""
+        """(JSHeapUsedSize, JSHeapTotalSize) from CDP Performance.getMetrics.
+        A CDP call to a crashed page is never answered (Performance runs in
+        the renderer, and Playwright rejects only its own calls on a crash),
+        so a page call goes first: it raises at once if the renderer died."""
+        self.call("now")
         metrics = {m["name"]: m["value"] for m in self.cdp.send("Performance.getMetrics")["metrics"]}
         return int(metrics.get("JSHeapUsedSize", 0)), int(metrics.get("JSHeapTotalSize", 0))
 
     def close(self) -> None:
-        for step in (lambda: self.browser.close(), lambda: self._pw.stop()):
-            try:
-                step()
-            except Exception:
-                pass
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(limits.KILL_GRACE_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        try:
+            self.ctx.close()
+        except Exception:
+            pass  # a crashed page or a dead browser: nothing left to close
 
 
 def _page_message(text: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import json
 import shutil
 import socket
@@ -37,7 +36,7 @@ class HostDriver:
         # Runners fork from a warm template per environment (agents/host/warm.py).
         self.warm = warm.Pool(self.work_root, enabled=bool(self.config.get("warm_runners", True)))
         # (model digest, build, ep, options, custom ops) -> Placement, most recent last.
-        self._placements: collections.OrderedDict = collections.OrderedDict()
+        self._placements = pl.Learnt()
 
     # -- inventory ------------------------------------------------------------
     def _builds(self) -> list[targets.Build]:
@@ -96,22 +95,6 @@ class HostDriver:
                 tuple(sorted((str(k), str(v)) for k, v in job.target.options.items())),
                 tuple(str(p) for p in job.custom_ops))
 
-    def _known_placement(self, key: tuple):
-        with self._lock:
-            hit = self._placements.get(key)
-            if hit is not None:
-                self._placements.move_to_end(key)
-            return hit
-
-    def _remember_placement(self, key: tuple, res: DriverResult, job_id: str) -> None:
-        if res.error is not None or res.placement is None:
-            return
-        with self._lock:
-            self._placements[key] = (res.placement, job_id)
-            self._placements.move_to_end(key)
-            while len(self._placements) > limits.PLACEMENT_CACHE_ENTRIES:
-                self._placements.popitem(last=False)
-
     # -- jobs -----------------------------------------------------------------
     def run(self, job: JobSpec, progress: ProgressFn, cancel: threading.Event) -> DriverResult:
         target = job.target
@@ -133,7 +116,7 @@ class HostDriver:
             python = str(build.python)
             env = runtimes.child_env(runtimes.runner_path(self.work_root / "runner-path"))
         key = self._placement_key(job, build, onnx_models[0])
-        known = self._known_placement(key)
+        known = self._placements.get(key)
         jd = Path(tempfile.mkdtemp(prefix="job-", dir=self.work_root))
         try:
             (jd / "job.json").write_text(json.dumps({
@@ -169,7 +152,7 @@ class HostDriver:
                 details["placement_from"] = f"an earlier job of this model, build and options ({known[1]})"
             res = self._collect(jd, fin, base, phase, {"before": before, "after": after}, details)
             if not known:
-                self._remember_placement(key, res, job.job_id)
+                self._placements.remember(key, res.placement, res.error, job.job_id)
             return res
         finally:
             shutil.rmtree(jd, ignore_errors=True)

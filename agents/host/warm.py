@@ -293,16 +293,7 @@ class Template:
             os.close(out_w)
             os.close(err)
 
-        def pump() -> None:
-            with os.fdopen(out_r, "rb") as fh:
-                for raw in fh:
-                    try:
-                        on_line(raw.decode("utf-8", "replace").rstrip("\n"))
-                    except Exception:
-                        pass  # a bad progress line must not stop the pump
-
-        reader = threading.Thread(target=pump, daemon=True)
-        reader.start()
+        reader = procs.pump_lines(os.fdopen(out_r, "rb"), on_line)
         reason = "exited"
         while not p.done.is_set():
             if cancel.is_set() or time.monotonic() - start > timeout_s:

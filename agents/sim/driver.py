@@ -23,6 +23,7 @@ from agents.contract import (
     DeviceInfo, DriverResult, JobError, JobSpec, Memory, Placement, ProgressFn, RuntimeSpec, Validity,
 )
 from agents.sim.config import Fail, SimConfig, SimDevice, parse
+from harness.kernel import limits
 from harness.kernel.eps import CPU_EPS
 from harness.kernel.formats import RUNTIME_FORMATS
 from harness.kernel.latency import simulate_job
@@ -31,9 +32,10 @@ MiB = 1024 * 1024
 # The driver wakes at most this often while measured runs elapse, to report
 # progress; a cancel or the deadline wakes it at once (Event.wait), so a
 # lab of hundreds of simulated devices costs its agents next to nothing.
-SLICE_S = 0.25
-# Progress events while measuring (the agent throttles them further).
-PROGRESS_EVERY_S = 0.25
+# The agent passes progress on no more often (agents/jobs.py): waking more
+# often would cost CPU for events it holds back.
+SLICE_S = limits.PROGRESS_INTERVAL_S
+PROGRESS_EVERY_S = limits.PROGRESS_INTERVAL_S
 
 
 def _crc(text: str) -> int:
@@ -124,7 +126,7 @@ class SimDriver:
         with self._lock:
             number = self._jobs_started[dev.id] = self._jobs_started.get(dev.id, 0) + 1
         seed = [self.cfg.seed, _crc(dev.id), _crc(job.job_id)]
-        failure = self._failure(dev.fail, number, np.random.default_rng(seed + [1]))
+        failure = self._failure(dev.fail, number, seed + [1])
         timeline = simulate_job(dev.latency_model(target.ep), job.measure, np.random.default_rng(seed))
         details: dict[str, Any] = {"simulated": True, "seed": seed, "job_number": number,
                                    "simulated_s": round(timeline.total_s, 6)}
@@ -187,7 +189,7 @@ class SimDriver:
             return failed("measure", failure, **warmed)
 
         progress("probes", len(samples), timeline.measure_ms / 1e3)
-        outputs = self._outputs(dev, job, np.random.default_rng(seed + [2]))
+        outputs = self._outputs(dev, job, seed + [2])
         details.update(measure_s=round(timeline.measure_ms / 1e3, 6), runner_wall_s=round(clock.elapsed(), 3))
         p = job.measure
         return DriverResult(
@@ -227,12 +229,13 @@ class SimDriver:
         return None
 
     @staticmethod
-    def _failure(fail: Optional[Fail], number: int, rng: np.random.Generator) -> Optional[Fail]:
+    def _failure(fail: Optional[Fail], number: int, seed: list) -> Optional[Fail]:
+        # Generators are drawn only where used: a lab of hundreds of devices runs thousands of jobs.
         if fail is None:
             return None
         if fail.every_n is not None:
             return fail if number % fail.every_n == 0 else None
-        return fail if rng.random() < float(fail.probability or 0.0) else None
+        return fail if np.random.default_rng(seed).random() < float(fail.probability or 0.0) else None
 
     @staticmethod
     def _model_bytes(job: JobSpec) -> int:
@@ -287,7 +290,7 @@ class SimDriver:
                          time_share_by_ep=share, fully_accelerated=None if ep in CPU_EPS else n_fb == 0,
                          source="simulated (sim driver: node counts from the model, fallback_ops from configuration)")
 
-    def _outputs(self, dev: SimDevice, job: JobSpec, rng: np.random.Generator) -> tuple:
+    def _outputs(self, dev: SimDevice, job: JobSpec, seed: list) -> tuple:
         if dev.outputs == "none" or not job.probes:
             return ()
         onnx_models = [m for m in job.models if m.format == "onnx"]
@@ -300,7 +303,7 @@ class SimDriver:
         sess = ort.InferenceSession(str(onnx_models[0].path), so, providers=["CPUExecutionProvider"])
         names = [i.name for i in sess.get_inputs()]
         out_names = [o.name for o in sess.get_outputs()]
-        outputs = []
+        outputs, rng = [], np.random.default_rng(seed)
         for probe in job.probes:
             values = sess.run(None, {n: probe[n] for n in names if n in probe})
             res = {}

@@ -6,7 +6,12 @@ For each pair of successful rows the verdict is made at the level of
 *sessions* (each an independent runner process; harness.kernel.measure
 .sessions), never from the runs of one session as if they were independent:
 
-* the p50 and p90 ratios new/old of the sessions' mixtures;
+* the p50 and p90 shift new/old of the sessions (harness.kernel.measure
+  .shift: the Hodges–Lehmann estimate over every new/old session pair, of
+  each session's own percentile; the one-sample estimate of the pairs'
+  differences for an interleaved A/B) — beside the ratio of the two
+  mixtures' percentiles the headline reports (`*_headline_ratio`), which a
+  few sessions in a slow machine state can flip;
 * their 95 % intervals from a hierarchical bootstrap of each side (resample
   sessions, then runs), widened for the number of sessions (Student's t at
   Welch's degrees of freedom);
@@ -46,6 +51,7 @@ from harness.analysis.environment import NotComparable, check_comparable
 from harness.analysis.noise import METRICS, NoiseBook, floor_line
 from harness.kernel import limits
 from harness.kernel.measure import sessions as ses_stats
+from harness.kernel.measure import shift as shift_stats
 
 QS = {"p50": 0.5, "p90": 0.9}
 CANNOT_TELL = "cannot tell"
@@ -79,7 +85,8 @@ def session_delta(old: Sequence[np.ndarray], new: Sequence[np.ndarray], threshol
     for name, q in QS.items():
         qo, qn = ses_stats.mixture_quantiles(old, [q])[0], ses_stats.mixture_quantiles(new, [q])[0]
         out[f"old_{name}_ms"], out[f"new_{name}_ms"] = qo, qn
-        out[f"{name}_ratio"] = qn / qo if qo > 0 else None
+        out[f"{name}_headline_ratio"] = qn / qo if qo > 0 else None
+        out[f"{name}_ratio"] = out[f"{name}_headline_ratio"]  # the sessions' shift replaces it below
     if paired:
         out["pairs"] = [{"session": i + 1, **{f"{side}_{m}_ms": float(np.percentile(s, 100 * QS[m]))
                                               for side, s in (("old", a), ("new", b)) for m in METRICS}}
@@ -98,25 +105,15 @@ def session_delta(old: Sequence[np.ndarray], new: Sequence[np.ndarray], threshol
                            + "; measure with `measure: {sessions: 5}` (the default) or more"))
         return out
     rng = np.random.default_rng(seed)
-    qs = [QS[m] for m in METRICS]
-    if paired:
-        top = rng.integers(0, len(old), (rounds, len(old)))
-        ro = ses_stats.bootstrap(old, qs, rng, rounds, top=top)
-        rn = ses_stats.bootstrap(new, qs, rng, rounds, top=top)
-    else:
-        ro = ses_stats.bootstrap(old, qs, rng, rounds)
-        rn = ses_stats.bootstrap(new, qs, rng, rounds)
+    sh = shift_stats.shift(old, new, [QS[m] for m in METRICS], rng, paired=paired, rounds=rounds)
     verdicts = {}
     for col, m in enumerate(METRICS):
-        ratio = out[f"{m}_ratio"]
-        if ratio is None:
-            continue
-        lo_rep, ln_rep = np.log(np.maximum(ro[:, col], 1e-300)), np.log(np.maximum(rn[:, col], 1e-300))
+        ratio = out[f"{m}_ratio"] = sh["ratio"][col]
         if paired:
             factor = ses_stats.widening(len(old))
         else:
-            factor = _welch_factor(float(lo_rep.var()), float(ln_rep.var()), len(old), len(new))
-        lo, hi = ses_stats.arms(ratio, np.exp(ln_rep - lo_rep), factor)
+            factor = _welch_factor(float(sh["old_spread"][col]), float(sh["new_spread"][col]), len(old), len(new))
+        lo, hi = ses_stats.arms(ratio, sh["replicates"][:, col], factor)
         out[f"{m}_ratio_ci"] = [lo, hi]
         floor = (floors.get(m) or {}).get("fraction")
         beyond = floor is None or abs(math.log(ratio)) > math.log1p(floor)

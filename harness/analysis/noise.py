@@ -23,11 +23,14 @@ runtime target x model size class, for the p50 and the p90 apart:
 The floor of a comparison is the 95 % band of that noise for its design.
 For two runs: where the store holds NOISE_MIN_RUN_STEPS or more steps from
 one run of an unchanged model to its next (same digest and environment, the
-compared runs left out), the 95th percentile of those steps — what noise did
+compared runs left out; each step measured as compare measures a change, the
+sessions' Hodges–Lehmann shift), the 95th percentile of those steps — what noise did
 here, outliers (a load burst that slowed a whole run) included, which no
 spread-based formula sees; else 1.96 * sqrt(sigma^2 (1/S_old + 1/S_new) +
-2 tau^2). For P interleaved A/B pairs: 1.96 * sigma_pair / sqrt(P) (sqrt(2)
-sigma in place of sigma_pair while no stored run had pairs). A change
+2 tau^2). For P interleaved A/B pairs: 1.96 * sqrt(pi/3) * sigma_pair / sqrt(P),
+the band of the pairs' Hodges–Lehmann shift, sigma_pair a robust spread
+(1.4826 x the pooled median absolute deviation; sqrt(2) sigma in its place
+while no stored run had pairs). A change
 inside its floor is never called significant.
 
 Size classes are by the median latency on that target, a decade each: the
@@ -45,6 +48,7 @@ import numpy as np
 
 from harness.analysis.environment import MUST_MATCH, fingerprint
 from harness.kernel import limits
+from harness.kernel.measure.shift import hl_two
 
 METRICS = ("p50", "p90")
 Z95 = 1.959964
@@ -79,28 +83,43 @@ class Part:
     records: int = 0
     # model identity -> [(run id, mean log figure, sessions)]
     runs: dict[tuple, list[tuple[str, float, int]]] = field(default_factory=dict)
-    # model identity -> [(run id, log of the record's headline figure)]
-    heads: dict[tuple, list[tuple[str, float]]] = field(default_factory=dict)
-    pair_ss: float = 0.0  # squared deviations of log pair ratios about their pair's mean
-    pair_df: int = 0
+    # model identity -> [(run id, log figures of the record's sessions (its
+    # headline figure when it has no sessions))]
+    heads: dict[tuple, list[tuple[str, np.ndarray]]] = field(default_factory=dict)
+    # |deviations| of log pair ratios from their pair set's median (the most
+    # recent NOISE_MAX_PAIR_DEVS), and the pair sets they came from
+    pair_devs: list[float] = field(default_factory=list)
+    pair_sets: int = 0
 
     @property
     def sigma_pair(self) -> Optional[float]:
-        return math.sqrt(self.pair_ss / self.pair_df) if self.pair_df else None
+        """The pairs' spread as a robust sigma: 1.4826 x the median absolute
+        deviation, pooled over pair sets (scaled by n / (n - sets) for the
+        median each set's deviations are taken about). A session in a slow
+        machine state makes its pair an outlier (×0.8 or ×2.3 where the pair
+        set's bulk is ×1.3); a standard deviation would let one such pair set
+        the floor, while the comparison's estimate (the pairs' Hodges–Lehmann
+        shift) hardly moves."""
+        n = len(self.pair_devs)
+        if n - self.pair_sets < 1:
+            return None
+        return 1.4826 * float(np.median(self.pair_devs)) * math.sqrt(n / (n - self.pair_sets))
 
     @property
     def sigma(self) -> Optional[float]:
         return math.sqrt(self.ss / self.df) if self.df else None
 
     def run_steps(self, exclude: frozenset = frozenset()) -> list[float]:
-        """|log change| of the headline figure from each run of a model to
-        its next run (run ids in order: they start with the time), for every
-        model measured in two or more runs, the excluded runs left out."""
+        """|log change| from each run of a model to its next run (run ids in
+        order: they start with the time) as `harness compare` measures it —
+        the sessions' Hodges–Lehmann shift (harness.kernel.measure.shift) —
+        for every model measured in two or more runs, the excluded runs left
+        out."""
         steps = []
         for entries in self.heads.values():
-            kept = dict(sorted((rid, h) for rid, h in entries if rid not in exclude))
+            kept = dict(sorted(((rid, h) for rid, h in entries if rid not in exclude), key=lambda e: e[0]))
             hs = list(kept.values())
-            steps += [abs(b - a) for a, b in zip(hs, hs[1:])]
+            steps += [abs(float(hl_two(a, b))) for a, b in zip(hs, hs[1:])]
         return steps
 
     def tau(self, exclude: frozenset = frozenset()) -> tuple[Optional[float], int]:
@@ -157,7 +176,10 @@ class Noise:
                     return out
                 pair = math.sqrt(2.0) * sigma
                 out["note"] = "no stored interleaved pairs on this target: twice the between-session variance"
-            var = pair ** 2 / max(1, min(old_sessions, new_sessions))
+            # The pairs' Hodges–Lehmann shift has variance pi/3 sigma^2 / P for
+            # normal differences (Hodges & Lehmann 1963), less than the
+            # mean's for heavier tails.
+            var = math.pi / 3.0 * pair ** 2 / max(1, min(old_sessions, new_sessions))
             out["method"] = "pairs' spread"
         else:
             steps = part.run_steps(frozenset(exclude))
@@ -223,8 +245,10 @@ class NoiseBook:
                 if rid and ident[0]:
                     part.runs.setdefault(ident, []).append((rid, mean, count))
                     head = (r.get("timing") or {}).get(f"{metric}_ms")
-                    if head and head > 0:
-                        part.heads.setdefault(ident, []).append((rid, math.log(head)))
+                    if len(xs) >= 2:
+                        part.heads.setdefault(ident, []).append((rid, np.log(xs)))
+                    elif head and head > 0:
+                        part.heads.setdefault(ident, []).append((rid, np.array([math.log(head)])))
         return self
 
     def learn_pairs(self, records: Iterable[Mapping[str, Any]], run_id: Optional[str] = None) -> "NoiseBook":
@@ -259,8 +283,9 @@ class NoiseBook:
                         continue
                     d = np.log(xb[:k]) - np.log(xa[:k])
                     part = noise.parts[metric]
-                    part.pair_ss += float(((d - d.mean()) ** 2).sum())
-                    part.pair_df += k - 1
+                    part.pair_devs.extend(np.abs(d - np.median(d)).tolist())
+                    del part.pair_devs[:-limits.NOISE_MAX_PAIR_DEVS]
+                    part.pair_sets += 1
         return self
 
     def get(self, profile: str, target: str, p50_ms: Optional[float]) -> Optional[Noise]:

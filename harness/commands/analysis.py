@@ -17,9 +17,6 @@ PROVISIONAL_EXIT = 3
 # regression found and none ruled out — the same "not enough evidence" as a
 # provisional decision, never the 1 of a regression.
 CANNOT_TELL_EXIT = 3
-# `harness compare --ab`: sessions of each model. Ten pairs pin a 0.5 ms
-# model's ratio to a few percent on a shared 2-core box (docs/bench.md).
-AB_PAIRS = 10
 
 
 def register(app: typer.Typer) -> None:
@@ -63,7 +60,7 @@ def register(app: typer.Typer) -> None:
         ab: bool = typer.Option(False, "--ab", help="Measure the two models now, in alternating sessions (ABBA) "
                                                     "on the same devices: the most robust gate on shared hardware."),
         cohort: Optional[str] = typer.Option(None, "--cohort", "-c", help="With --ab: the cohort to measure on."),
-        pairs: int = typer.Option(AB_PAIRS, "--pairs", help="With --ab: sessions of each model (A/B pairs)."),
+        pairs: int = typer.Option(limits.AB_PAIRS, "--pairs", help="With --ab: sessions of each model (A/B pairs)."),
         lab: Optional[Path] = typer.Option(None, "--lab", help="With --ab: lab file (default: an embedded agent)."),
         drivers: Optional[str] = typer.Option(None, "--drivers", help="With --ab: embedded agent drivers."),
         dim: List[str] = typer.Option([], "--dim", help="With --ab: NAME=N, a symbolic dimension's size."),

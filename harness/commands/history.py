@@ -25,7 +25,7 @@ def register(app) -> None:
     ):
         """The history of a candidate on each device profile and target, with regressions."""
         from harness import api
-        from harness.cli_render import fail, guarded
+        from harness.cli_render import emit, fail, guarded
 
         if format not in ("table", "json", "html"):
             fail(f"--format {format!r}: expected table, json or html")
@@ -43,12 +43,7 @@ def register(app) -> None:
             from harness.report import history_text
 
             text = history_text.render(doc)
-        if out:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(text, encoding="utf-8")
-            typer.echo(str(out), err=True)
-        else:
-            typer.echo(text)
+        emit(text, out)
         if check:
             for line in doc["regressions"]:
                 typer.echo(f"regression: {line}", err=True)

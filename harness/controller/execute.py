@@ -8,6 +8,15 @@ the session requeued; the device's worker keeps probing the agent for a
 bounded time and, when it answers again, re-uploads what the agent lacks and
 takes work again.
 
+A device does not wait a round trip between sessions: once its agent has
+answered for the session it runs, the worker sends the next one (a ticket
+taken ahead, harness/controller/scheduler.py), which the agent queues behind
+it and starts the moment it ends; the worker reads its events after the
+first one's result. Not between sessions with a cool-down, behind a long
+session, with large probes, or on agents with many devices
+(harness/kernel/limits.py, AHEAD_*); an agent whose queue refuses one gets
+its device's tickets one at a time from then on.
+
 How an agent can tell a job's later sessions apart (so that it may reuse what
 the first one learnt, e.g. placement per model digest): the label `session`
 carries the session's number ("1", "2", ...), and a later session's probes
@@ -25,7 +34,7 @@ from typing import Callable, Mapping, Optional, Sequence
 import grpc
 
 from harness._proto.v1 import agent_pb2 as pb
-from harness.controller.client import AgentClient, AgentError, backoff_delays
+from harness.controller.client import AgentClient, AgentError, RunStream, backoff_delays
 from harness.controller.planner import AgentDevice, PlannedJob
 from harness.controller.scheduler import Scheduler, Ticket
 from harness.controller.sessions import SessionBook
@@ -71,6 +80,24 @@ def job_message(run_id: str, ticket: Ticket, device: AgentDevice, attempt: int,
 
 
 @dataclass
+class _Flight:
+    """A ticket whose job has been sent to its agent."""
+    ticket: Ticket
+    attempt: int
+    msg: pb.Job
+    stream: RunStream
+    ahead: bool  # sent while another ticket ran on its device
+
+
+def _small_enough(probes: Mapping[str, Sequence[pb.TensorSet]]) -> Callable[[Ticket], bool]:
+    """Whether a ticket's probes (all of them for a first session, the first
+    for a later one: job_message) are small enough to wait on an agent."""
+    first = {c: sum(p.ByteSize() for p in ps) for c, ps in probes.items()}
+    later = {c: ps[0].ByteSize() if ps else 0 for c, ps in probes.items()}
+    return lambda t: (first if t.session == 1 else later).get(t.job.candidate, 0) <= limits.AHEAD_MAX_PROBE_BYTES
+
+
+@dataclass
 class Hooks:
     on_outcome: Callable[[Outcome], None]
     on_event: Callable[[PlannedJob, AgentDevice, pb.RunEvent], None] = lambda j, d, e: None
@@ -101,7 +128,11 @@ def execute(
     cond = threading.Condition()
     stop = stop or threading.Event()
     errors: list[BaseException] = []
-    inflight: dict[str, tuple[AgentClient, str]] = {}
+    inflight: dict[str, AgentClient] = {}  # agent job id -> its agent
+    small = _small_enough(probes)
+    per_agent: dict[str, int] = {}
+    for d in devices.values():
+        per_agent[d.agent] = per_agent.get(d.agent, 0) + 1
 
     def report_stuck() -> None:
         with cond:
@@ -132,49 +163,95 @@ def execute(
             stop.wait(delay)
         return False
 
-    def worker(dev_key: str) -> None:
+    def send(dev: AgentDevice, client: AgentClient, ticket: Ticket, attempt: int, ahead: bool) -> _Flight:
+        if ticket.session == 1:
+            book.reset(ticket.job.key)  # a first session (or a restart): nothing from before counts
+        elif cooldown_s > 0:
+            # Independent sessions: let the device settle between them.
+            stop.wait(cooldown_s)
+        msg = job_message(run_id, ticket, dev, attempt, probes[ticket.job.candidate])
+        inflight[msg.job_id] = client
+        return _Flight(ticket, attempt, msg, client.send_run(msg, msg.timeout_s + limits.QUEUE_WAIT_S), ahead)
+
+    def worker(dev_key: str, first: Optional[_Flight]) -> None:
         dev = devices[dev_key]
         client = clients[dev.agent]
-        while not stop.is_set():
+        # A flight sent and not yet followed (the first one, or one sent ahead
+        # behind the flight followed): at most one.
+        sent: list[_Flight] = [first] if first is not None else []
+        may_send_ahead = [cooldown_s <= 0 and per_agent[dev.agent] <= limits.AHEAD_MAX_AGENT_DEVICES]
+        lost = False  # the flight followed last lost its agent
+
+        def queue_ahead(behind: Ticket) -> None:
+            """Once the agent has answered for the running ticket (so it gets
+            them in order), send the device's next ticket behind it."""
+            if sent or not may_send_ahead[0] or stop.is_set() \
+                    or behind.job.measure.for_session().bound_s() > limits.AHEAD_MAX_BEHIND_S:
+                return
             with cond:
-                if dev_key in sched.suspended:
-                    ticket = None
-                else:
-                    ticket = sched.take(dev_key)
-                    if ticket is None:
-                        if sched.done() or not sched.may_get_work(dev_key):
-                            cond.notify_all()
-                            return
-                        cond.wait(limits.EVENT_POLL_S)
-                        continue
-                    attempt = sched.attempts[ticket.key]
-            if ticket is None:  # suspended: wait for the agent to come back
-                hooks.on_device(dev, "lost")
-                back = wait_for_return(dev, client)
+                ticket = sched.take_ahead(dev_key, small)
+                attempt = sched.attempts[ticket.key] if ticket is not None else 0
+            if ticket is not None:
+                sent.append(send(dev, client, ticket, attempt, True))
+
+        while not stop.is_set():
+            if sent:
+                flight = sent.pop()
+            else:
                 with cond:
-                    (sched.revive if back else sched.abandon)(dev_key)
-                    cond.notify_all()
-                hooks.on_device(dev, "back" if back else "abandoned")
-                if not back:
-                    report_stuck()
-                    return
-                continue
-            job = ticket.job
-            if ticket.session == 1:
-                book.reset(job.key)  # a first session (or a restart): nothing from before counts
-            elif cooldown_s > 0:
-                # Independent sessions: let the device settle between them.
-                stop.wait(cooldown_s)
-            msg = job_message(run_id, ticket, dev, attempt, probes[job.candidate])
-            inflight[dev_key] = (client, msg.job_id)
+                    if dev_key in sched.suspended:
+                        ticket = None
+                    else:
+                        ticket = sched.take(dev_key)
+                        if ticket is None:
+                            if sched.done() or not sched.may_get_work(dev_key):
+                                cond.notify_all()
+                                return
+                            cond.wait(limits.EVENT_POLL_S)
+                            continue
+                        attempt = sched.attempts[ticket.key]
+                if ticket is None:  # suspended: wait for the agent to come back
+                    hooks.on_device(dev, "lost")
+                    back = wait_for_return(dev, client)
+                    with cond:
+                        (sched.revive if back else sched.abandon)(dev_key)
+                        cond.notify_all()
+                    hooks.on_device(dev, "back" if back else "abandoned")
+                    if not back:
+                        report_stuck()
+                        return
+                    continue
+                flight = send(dev, client, ticket, attempt, False)
+            ticket, attempt, msg, job = flight.ticket, flight.attempt, flight.msg, flight.ticket.job
+            # Behind a flight that lost its agent, one that fails too is not
+            # re-sent here: the device waits for its agent (wait_for_return).
+            retries, lost = 0 if lost and flight.ahead else limits.RETRY_ATTEMPTS, False
+
+            def on_event(ev: pb.RunEvent, job: PlannedJob = job, ticket: Ticket = ticket,
+                         opening: bool = flight is first) -> None:
+                # Behind the opening round, nothing goes ahead before the job's
+                # first progress: every device's first job reaches its agent
+                # before any device's second.
+                if not opening or ev.HasField("progress"):
+                    queue_ahead(ticket)
+                hooks.on_event(job, dev, ev)
+
             try:
-                res = client.run(msg, lambda ev: hooks.on_event(job, dev, ev), msg.timeout_s + limits.QUEUE_WAIT_S)
+                res = flight.stream.follow(on_event, retries)
             except AgentError as err:
-                inflight.pop(dev_key, None)
+                inflight.pop(msg.job_id, None)
+                if flight.ahead and err.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    # The agent's queue was full: this device takes its tickets one at a time from now on.
+                    may_send_ahead[0] = False
+                    with cond:
+                        sched.untake(dev_key, ticket)
+                        cond.notify_all()
+                    continue
                 lost = err.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
                 hooks.on_attempt(ticket, dev, attempt, msg.job_id, "transport_error", str(err))
                 with cond:
-                    requeued = sched.transport_failed(dev_key) if lost else (sched.finish(dev_key) or False)
+                    requeued = sched.transport_failed(dev_key, ticket) if lost \
+                        else (sched.finish(dev_key, ticket=ticket) or False)
                     cond.notify_all()
                 if not requeued:
                     book.reset(job.key)
@@ -189,18 +266,22 @@ def execute(
                 with cond:
                     cond.notify_all()
                 return
-            inflight.pop(dev_key, None)
+            inflight.pop(msg.job_id, None)
             kind = res.error.kind if res.HasField("error") else ""
             hooks.on_attempt(ticket, dev, attempt, msg.job_id, "result" if not kind else "error_result",
                              res.error.message[:500] if kind else "")
-            if kind == "model_missing":
-                # The agent restarted without its cache: upload again and retry.
-                try:
-                    hooks.ensure_models(dev.agent)
-                except AgentError:
-                    pass
+            if kind == "model_missing" or (flight.ahead and kind == "queue_timeout"):
+                # The agent restarted without its cache (upload again and
+                # retry), or a job sent ahead waited past its agent's limit.
+                if kind == "model_missing":
+                    try:
+                        hooks.ensure_models(dev.agent)
+                    except AgentError:
+                        pass
+                else:
+                    may_send_ahead[0] = False
                 with cond:
-                    retried = sched.retry(dev_key)
+                    retried = sched.retry(dev_key, ticket)
                     cond.notify_all()
                 if retried:
                     continue
@@ -208,7 +289,7 @@ def execute(
             else:
                 done = book.add(job, wire.result_from_pb(res), attempt)
                 with cond:
-                    sched.finish(dev_key, more=done is None)
+                    sched.finish(dev_key, more=done is None, ticket=ticket)
                     cond.notify_all()
                 if done is None:
                     hooks.on_session(job, dev, book.count(job.key))
@@ -221,17 +302,28 @@ def execute(
                 stop.set()
 
     keys = sorted({k for j in jobs for k in j.eligible})
-    threads = [threading.Thread(target=worker, args=(k,), name=f"dev-{k}", daemon=True) for k in keys]
-    for t in threads:
-        t.start()
+    # Every device's first ticket goes out in one pass before the workers
+    # start: hundreds of threads starting while others already stream would
+    # spread the first round over their start-up.
+    threads = []
     try:
+        first: dict[str, _Flight] = {}
+        for k in keys:
+            with cond:
+                ticket = sched.take(k)
+            if ticket is not None:
+                first[k] = send(devices[k], clients[devices[k].agent], ticket, sched.attempts[ticket.key], False)
+        threads = [threading.Thread(target=worker, args=(k, first.get(k)), name=f"dev-{k}", daemon=True)
+                   for k in keys]
+        for t in threads:
+            t.start()
         for t in threads:
             while t.is_alive():
                 t.join(0.5)
     except KeyboardInterrupt:
         # Stop handing out jobs and cancel what runs, so no device is left busy.
         stop.set()
-        for client, job_id in list(inflight.values()):
+        for job_id, client in list(inflight.items()):
             try:
                 client.cancel(job_id)
             except AgentError:

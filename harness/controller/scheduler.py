@@ -3,13 +3,20 @@ clock, no I/O.
 
 A job is measured as one or more sessions (harness.kernel.measure.sessions);
 the scheduler hands out *tickets*, one session of one job each. At most one
-ticket per device at a time. A job's later sessions are pinned to the device
+ticket runs per device at a time. A job's later sessions are pinned to the device
 its first session ran on (a record describes one device). Tickets go out
 round by round — every job's first session, then every job's second — and in
 alternating order (A B, then B A: ABBA), so drift and neighbours on a device
 hit every candidate alike; inside a round, most-constrained first (fewest
 eligible devices), so a job only one device can run is not starved by jobs
 that could have gone anywhere.
+
+A device may also hold one ticket *ahead*: queued on its agent behind the
+one it runs, so that the device starts it the moment the first ends instead
+of a controller round trip later (`take_ahead`). Only where that keeps no
+other device idle: the ticket is pinned to this device, or enough tickets for
+the same devices stay queued that every other device eligible for it has its
+next one. When the running ticket ends, the one ahead becomes the running one.
 
 A ticket whose agent stopped answering is requeued, up to `max_attempts`, for
 another eligible device or for the same one once its agent answers again: the
@@ -22,7 +29,7 @@ sessions it had).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 from harness.controller.planner import PlannedJob
 
@@ -61,6 +68,7 @@ class Scheduler:
     prior_attempts: Mapping[str, int] = field(default_factory=dict)
     pending: list[Ticket] = field(init=False)
     running: dict[str, Ticket] = field(init=False, default_factory=dict)
+    ahead: dict[str, Ticket] = field(init=False, default_factory=dict)  # queued behind running[device]
     attempts: dict[str, int] = field(init=False, default_factory=dict)
     suspended: set[str] = field(init=False, default_factory=set)
     abandoned: set[str] = field(init=False, default_factory=set)
@@ -73,42 +81,99 @@ class Scheduler:
     def take(self, device: str) -> Optional[Ticket]:
         if device in self.running or device in self.suspended or device in self.abandoned:
             return None
+        t = self._next_for(device)
+        if t is not None:
+            self.running[device] = t
+        return t
+
+    def take_ahead(self, device: str, allowed: Callable[[Ticket], bool] = lambda t: True) -> Optional[Ticket]:
+        """A second ticket for a device that runs one, to queue behind it; None
+        when the device runs nothing, holds one ahead already, or the next
+        ticket it would take is not `allowed` or could go to another device
+        that will want work (it stays queued: tickets keep their order)."""
+        if device not in self.running or device in self.ahead or device in self.suspended \
+                or device in self.abandoned:
+            return None
+        t = self._next_for(device, allowed)
+        if t is not None:
+            self.ahead[device] = t
+        return t
+
+    def _next_for(self, device: str, ahead: Optional[Callable[[Ticket], bool]] = None) -> Optional[Ticket]:
+        """The first queued ticket `device` may run, taken from the queue; to
+        go `ahead`, only if allowed and taking it leaves the ticket's other
+        devices enough tickets of their own."""
         for i, t in enumerate(self.pending):
             if device in t.eligible:
+                if ahead is not None and not (ahead(t) and self._spare(t, device)):
+                    return None
                 del self.pending[i]
-                self.running[device] = t
                 self.attempts[t.key] = self.attempts.get(t.key, 0) + 1
                 return t
         return None
 
-    def finish(self, device: str, more: bool = False) -> None:
-        """The ticket on `device` is done; with `more`, its job's next session
-        is queued, pinned to this device."""
+    def _spare(self, t: Ticket, device: str) -> bool:
+        # Tickets of one profile share their eligible devices; counting only
+        # those errs towards taking nothing ahead (one ticket at a time).
+        others = sum(1 for d in t.eligible if d != device and d not in self.abandoned)
+        if not others:
+            return True
+        same = 0
+        for p in self.pending:
+            if p is not t and p.eligible == t.eligible:
+                same += 1
+                if same >= others:
+                    return True
+        return False
+
+    def _pop(self, device: str, ticket: Optional[Ticket]) -> Ticket:
+        """Remove `ticket` (default: the running one) from `device`; the one
+        ahead, if any, becomes the running one."""
+        if ticket is not None and self.ahead.get(device) == ticket:
+            return self.ahead.pop(device)
+        if ticket is not None and self.running.get(device) != ticket:
+            raise KeyError(f"{ticket.key} is not on {device}")
         t = self.running.pop(device)
+        if device in self.ahead:
+            self.running[device] = self.ahead.pop(device)
+        return t
+
+    def finish(self, device: str, more: bool = False, ticket: Optional[Ticket] = None) -> None:
+        """The ticket on `device` (default: the running one) is done; with
+        `more`, its job's next session is queued, pinned to this device."""
+        t = self._pop(device, ticket)
         if more:
             self._requeue(Ticket(t.job, t.session + 1, (device,)))
         else:
             self.finished.add(t.job.key)
 
-    def retry(self, device: str) -> bool:
+    def retry(self, device: str, ticket: Optional[Ticket] = None) -> bool:
         """Put the ticket on `device` back in the queue (a fault that was not
         the job's: its model went missing on a restarted agent). False when its
         attempts are used up."""
-        t = self.running.pop(device)
+        t = self._pop(device, ticket)
         if self.attempts.get(t.key, 0) >= self.max_attempts:
             self.finished.add(t.job.key)
             return False
         self._requeue(t)
         return True
 
-    def transport_failed(self, device: str) -> bool:
+    def untake(self, device: str, ticket: Ticket) -> None:
+        """Put a ticket the agent refused to queue (it was full) back, as if
+        it had never been taken: the attempt does not count."""
+        t = self._pop(device, ticket)
+        self.attempts[t.key] -= 1
+        self._requeue(t)
+
+    def transport_failed(self, device: str, ticket: Optional[Ticket] = None) -> bool:
         """The agent of `device` stopped answering during a session: suspend
         the device and requeue the session — a first session for any eligible
         device, a later one as its job's restart from the first session. False
         when the attempts are used up or no eligible device is left (the caller
         records an error row)."""
-        t = self.running.pop(device)
-        self.suspended.add(device)
+        t = self._pop(device, ticket)
+        if device not in self.abandoned:  # (its ticket ahead can fail after it was given up)
+            self.suspended.add(device)
         if t.session > 1:
             t = Ticket(t.job, 1, t.job.eligible)
         if self.attempts.get(t.key, 0) >= self.max_attempts or not self._runnable(t):
@@ -150,7 +215,7 @@ class Scheduler:
         if device in self.abandoned:
             return False
         return any(device in t.eligible for t in self.pending) or any(
-            device in t.job.eligible for t in self.running.values())
+            device in t.job.eligible for t in [*self.running.values(), *self.ahead.values()])
 
     def done(self) -> bool:
         return not self.pending and not self.running

@@ -90,6 +90,21 @@ REPORT_BATCH = 500
 # report.json have every row, and a taller plot fits no screen.
 REPORT_PLOT_ROWS = 500
 
+# A device's next session is queued on its agent behind the one it runs
+# (harness/controller/scheduler.py, take_ahead), so it starts without a
+# controller round trip: only behind a session bounded by this (next to a
+# long one a round trip is nothing, and a queued job stays far inside the
+# agent's QUEUE_WAIT_S) ...
+AHEAD_MAX_BEHIND_S = 300.0
+# ... only for a job whose probes are this small (what it holds on the agent
+# while it waits) ...
+AHEAD_MAX_PROBE_BYTES = 1 * MiB
+# ... and only on agents with at most this many devices, so one controller's
+# streams stay within half the agent's Run-stream limit, its queued jobs far
+# inside MAX_QUEUED_JOBS and its probes ahead within a third of
+# MAX_LIVE_PROBE_BYTES (MAX_RUN_STREAMS is below, with the agent's limits).
+AHEAD_MAX_AGENT_DEVICES = 80
+
 # --- controller faults ------------------------------------------------------
 # Attempts per job across devices when agents are lost mid-job.
 MAX_JOB_ATTEMPTS = 3
@@ -232,6 +247,15 @@ NOISE_MAX_RECORDS = 2000
 # 95th percentile: with fewer, that percentile is the largest step seen or
 # less, and the floor falls back to the sessions' spread.
 NOISE_MIN_RUN_STEPS = 10
+# The pairs' deviations a noise book keeps per device target, size class and
+# metric for the robust between-pairs spread: the most recent, a few hundred
+# interleaved runs' worth (8 bytes each in a Python list of floats: ~1 MB).
+NOISE_MAX_PAIR_DEVS = 20000
+# `harness compare --ab`: sessions of each model. Measured here (bench/compare.py,
+# a 0.015 ms model 30 % slower, load 5-15 on 2 cores): a session now and then
+# lands in a slow machine state and makes its pair an outlier; 10 pairs found
+# the slowdown in 55 of 60 resampled sets, 16 pairs in 59 of 60.
+AB_PAIRS = 16
 
 # --- sessions ---------------------------------------------------------------
 # Most sessions one job runs while its p90's interval is wider than target_ci:
@@ -248,6 +272,18 @@ SESSION_BOOTSTRAP = 400
 # Starting Chromium and connecting Playwright over CDP takes about a second on
 # an idle machine; a loaded 2-core CI box has been seen at several seconds.
 BROWSER_LAUNCH_TIMEOUT_S = 30.0
+# A kept browser's keeper process: Python, Playwright's driver (a Node.js
+# process), then the launch above; Playwright alone has taken 4 s on a
+# loaded 2-core box.
+BROWSER_KEEPER_START_TIMEOUT_S = 60.0
+# Kept browsers per agent (one per Chromium build and launch flags; every EP
+# runs under the same flags today, so one is in use): each idle one holds a
+# browser, its GPU and network processes, Playwright's Node.js driver and the
+# keeper (about 0.5 GB proportional set size idle, measured on Chromium 156).
+BROWSERS_KEPT = 2
+# A probe waits this long for a kept browser busy with a session, then
+# starts a browser of its own rather than hold up Describe.
+BROWSER_KEEPER_BUSY_WAIT_S = 2.0
 # Describe probes the browser once (launch, WebGPU adapter, WebGL, WebNN) in
 # a child process; past this the device is reported offline with the reason.
 # Below DESCRIBE_TIMEOUT_S so the first Describe still answers in time.
@@ -378,3 +414,31 @@ DASHBOARD_KEEP_ALIVE_S = 5
 DASHBOARD_SHUTDOWN_S = 10
 # Runs a page of the run list shows.
 DASHBOARD_PAGE_RUNS = 50
+
+# --- resident harness process and kept local agents (harness/resident/) ------
+# A resident with no run for this long stops its kept agents and exits: long
+# enough for the next run of an edit-and-run loop or a CI job's next step,
+# short enough that an idle machine soon gets its memory back (~150 MB for the
+# resident, as much again for an agent and its warm-runner template).
+RESIDENT_IDLE_S = 600.0
+# A new resident imports the controller before it answers: about a second on
+# an idle machine, several on a loaded 2-core box; past this the caller runs
+# in-process instead.
+RESIDENT_START_S = 60.0
+# A kept agent imports its drivers and listens (the host driver's template
+# warms up after, in the background); past this the run starts its own agent.
+RESIDENT_AGENT_START_S = 60.0
+# A caller writes its request as soon as it connects; one that does not is
+# dropped, so a stuck caller cannot hold up the resident's other callers.
+RESIDENT_REQUEST_S = 5.0
+# An agent asked to stop gets this long to drain before it is killed.
+RESIDENT_AGENT_STOP_S = 10.0
+# argv, an environment and a working directory are a few KiB.
+RESIDENT_MESSAGE_BYTES = 4 * MiB
+# The files of a key no resident holds (its lock free), untouched this long,
+# are removed by the next resident to start: every edit of the sources makes
+# a new key, so they would pile up.
+RESIDENT_STALE_S = 86400.0
+# Residents alive per user at once (a new key each edit of the sources or
+# change of environment): a new one stops the longest-idle beyond this.
+RESIDENTS_KEPT = 3

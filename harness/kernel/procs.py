@@ -72,6 +72,23 @@ def child_env() -> dict:
     return env
 
 
+def pump_lines(stream, on_line: Callable[[str], None]) -> threading.Thread:
+    """A daemon thread handing each line of a child's binary stream to
+    `on_line` until the stream ends (started; join it after the child)."""
+
+    def pump() -> None:
+        with stream:
+            for raw in stream:
+                try:
+                    on_line(raw.decode("utf-8", "replace").rstrip("\n"))
+                except Exception:
+                    pass  # a bad progress line must not stop the pump
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    return reader
+
+
 def run_child(
     argv: Sequence[str],
     *,
@@ -96,16 +113,8 @@ def run_child(
         if stderr_path:
             err.close()
 
-    def pump() -> None:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            try:
-                on_line(raw.decode("utf-8", "replace").rstrip("\n"))
-            except Exception:
-                pass  # a bad progress line must not stop the pump
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
+    assert proc.stdout is not None
+    reader = pump_lines(proc.stdout, on_line)
     reason = "exited"
     status = rusage = None
     while True:

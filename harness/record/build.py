@@ -2,8 +2,9 @@
 
 Statistics are recomputed here from the raw samples; validity combines the
 driver's own flags with the trust checks run on those samples (only those
-make a result unstable; the distribution's spread is reported in
-`timing.spread`).
+make a result unstable, and over several sessions only what moves the
+headline: kernel.measure.job_trust; the distribution's spread is reported
+in `timing.spread`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from harness.analysis.environment import fingerprint
-from harness.kernel.measure import sessions, stats, sustained, trust
+from harness.kernel.measure import job_trust, stats, sustained, trust
 
 
 def build_record(
@@ -72,12 +73,15 @@ def build_record(
     timing = {"load_ms": result.get("load_ms"), "first_run_ms": result.get("first_run_ms"),
               "samples_ms": samples}
     v = result.get("validity") or {}
+    details = result.get("details") or {}
     # Statistics over the job's sessions (hierarchical when there are several;
-    # kernel.measure.sessions) and only what breaks the trust in the figures,
-    # which makes a result unstable.
-    figures, problems = sessions.describe(samples, result.get("sessions") or [],
-                                          target_ci=policy.target_ci if policy is not None else None,
-                                          stop_reason=v.get("stop_reason"))
+    # kernel.measure.sessions) and only what breaks the trust in the headline,
+    # which makes a result unstable; a session's drift or disturbance that
+    # does not move the headline is a note (kernel.measure.job_trust).
+    figures, problems, notes = job_trust.describe(samples, result.get("sessions") or [],
+                                                  target_ci=policy.target_ci if policy is not None else None,
+                                                  stop_reason=v.get("stop_reason"),
+                                                  tick=details.get("timer_resolution_ms"))
     timing.update(figures)
     # How wide the distribution is: reported, never a flag (trust.py).
     timing["spread"] = trust.spread(samples) if samples else None
@@ -85,8 +89,8 @@ def build_record(
     record["memory"] = result.get("memory")
     record["placement"] = result.get("placement")
     warnings = list(v.get("warnings") or [])
-    details = result.get("details") or {}
     warnings.extend(problems)
+    warnings.extend(notes)
     if samples:
         warnings.extend(stats.timer_warnings(samples, details.get("timer_resolution_ms")))
         if timing.get("p99_ms") is None:

@@ -98,7 +98,8 @@ class Session(Part):
     mean_ms: Optional[float] = _f("this session's mean")
     min_ms: Optional[float] = _f("this session's fastest run")
     max_ms: Optional[float] = _f("this session's slowest run")
-    stable: Optional[bool] = _f("no drift or disturbance inside this session (null: one session, judged as the row)")
+    stable: Optional[bool] = _f("no drift or disturbance inside this session, judged on its own (null: one "
+                                "session, judged as the row); the job is unstable only where one moves its headline")
     instability: list[str] = _f("why not", default_factory=list)
 
 
@@ -187,7 +188,8 @@ class Validity(Part):
     min_runs_met: bool = _f("at least min_runs were measured", False)
     min_time_met: bool = _f("at least min_s was measured", False)
     stable: bool = _f("false when the figures cannot be trusted (drift, a disturbance, the target interval not "
-                      "reached, too few samples)", True)
+                      "reached, too few samples; over several sessions a session's drift or disturbance only "
+                      "where it moves the job's p50 or p90, else it is a note in warnings)", True)
     instability: list[str] = _f("why not stable, in words; empty when stable", default_factory=list)
     representative: bool = _f("false where the device cannot stand for real hardware (a software WebGPU "
                               "adapter, a simulator): shown, never judged against budgets", True)

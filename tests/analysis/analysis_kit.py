@@ -36,10 +36,10 @@ def rec(profile_: dict, candidate="m", *, samples=None, peak_mb=None, ep=None, r
          "validity": None, "error": error}
     if sessions is not None:
         # Several sessions: the timing block the record builder makes.
-        from harness.kernel.measure import sessions as ses_stats
+        from harness.kernel.measure import job_trust
 
         s = [float(x) for part in sessions for x in part]
-        timing, _ = ses_stats.describe(s, [{"n": len(part)} for part in sessions])
+        timing, _, _ = job_trust.describe(s, [{"n": len(part)} for part in sessions])
         r["timing"] = {"samples_ms": s, **timing}
     elif error is None or samples is not None:
         s = list(samples if samples is not None else [1.0] * 50)

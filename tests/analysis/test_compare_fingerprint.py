@@ -9,11 +9,11 @@ from labkit import harness_cli
 
 
 def _doc(run_id, version, seed):
-    from harness.kernel.measure import sessions
+    from harness.kernel.measure import job_trust
 
     rng = np.random.default_rng(seed)
     samples = rng.normal(1.0, 0.01, 1500).tolist()
-    timing, _ = sessions.describe(samples, [{"n": 300}] * 5)  # five sessions, as a run measures them
+    timing, _, _ = job_trust.describe(samples, [{"n": 300}] * 5)  # five sessions, as a run measures them
     row = {
         "job": "host-cpu/m/onnxruntime@any/cpu", "candidate": "m", "technique": "baseline",
         "target": "onnxruntime@any/cpu",

@@ -42,7 +42,8 @@ def install_perf_test(dest_dir, *, debug_node_io: bool = False, needs=("libonnxr
     from pathlib import Path
 
     dest = Path(dest_dir) / name
-    body = (Path(__file__).resolve().parent / "perf_test_standin.py").read_text()
+    here = Path(__file__).resolve().parent
+    body = "\n".join((here / part).read_text() for part in ("perf_test_cli.py", "perf_test_standin.py"))
     build = {"debug_node_io": debug_node_io, "needs": list(needs), "version": version, **traits}
     dest.write_text(f"#!{sys.executable}\nBUILD = {build!r}\n{body}")
     dest.chmod(0o755)

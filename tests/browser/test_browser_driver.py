@@ -23,9 +23,9 @@ def drv(tmp_path_factory):
     return kit.driver(str(tmp_path_factory.mktemp("browser-work")))
 
 
-def run(drv, model, ep, probes, version="", options=None, policy=SMALL, timeout=120):
+def run(drv, model, ep, probes, version="", options=None, policy=SMALL, timeout=120, job_id="t"):
     dev = drv.devices()[0]
-    job = JobSpec(job_id="t", device_local_id=dev.local_id,
+    job = JobSpec(job_id=job_id, device_local_id=dev.local_id,
                   models=(ModelFile(kit.digest(model), "onnx", model),),
                   target=RuntimeTarget("onnxruntime-web", version, ep, options or {}),
                   measure=policy, probes=tuple(probes), timeout_s=timeout)
@@ -93,6 +93,9 @@ def test_webgpu_reports_cpu_fallback_nodes_and_wasm_none(drv, tmp_path):
         np.testing.assert_array_equal(out["idx"], want["idx"])
     wasm, _ = run(drv, model, "wasm", probes, version=runtimes.DEFAULT_VERSION)
     assert wasm.error is None, wasm.error
+    # One kept browser serves both EPs, each session its own page and EP.
+    assert wasm.details["browser"]["pid"] == res.details["browser"]["pid"]
+    assert wasm.details["bundle"] != res.details["bundle"]
     assert wasm.placement.cpu_fallback_nodes == 0 and wasm.placement.fallback_op_types == {}
     assert wasm.placement.nodes_by_ep == {"cpu": 6}
     assert wasm.placement.fully_accelerated is None
@@ -112,6 +115,43 @@ def test_webgpu_fallback_differs_by_version(drv, tmp_path):
     assert res.runtime_version == kit.SECOND_VERSION
     lacks = kit.WEBGPU_LACKS[kit.SECOND_VERSION]
     assert res.placement.fallback_op_types == {op: (2 if op == "Mod" else 1) for op in lacks}
+
+
+def test_a_later_session_runs_in_a_fresh_page_of_the_kept_browser_with_the_placement_known(drv, tmp_path):
+    model = kit.cnn(tmp_path / "cnn.onnx", seed=7)  # a digest no other test uses
+    first, phases1 = run(drv, model, "wasm", kit.images(2), job_id="later.s1")
+    later, phases2 = run(drv, model, "wasm", kit.images(1), job_id="later.s2")
+    assert first.error is None and later.error is None, (first.error, later.error)
+    b1, b2 = first.details["browser"], later.details["browser"]
+    assert b1["pid"] == b2["pid"] and b2["pages_before"] > b1["pages_before"]
+    assert later.details["browser_start"] == "kept"
+    # The placement pass ran once; the later session reports the same one, from the cache.
+    assert "placement" in phases1 and "placement" not in phases2
+    assert "placement" in first.details["timeline_s"] and "placement" not in later.details["timeline_s"]
+    assert later.details["placement_from"].endswith("(later.s1)") and "placement_from" not in first.details
+    assert later.placement == first.placement and later.placement.nodes_total > 0
+    # Another thread count is another target: its placement is learnt again.
+    threads = "2" if first.options["num_threads"] != "2" else "1"
+    other, phases3 = run(drv, model, "wasm", kit.images(1), options={"num_threads": threads}, job_id="later.t1")
+    assert other.error is None and "placement" in phases3 and "placement_from" not in other.details
+    assert len(later.samples_ms) >= 5 and later.load_ms > 0
+
+
+def test_without_a_kept_browser_each_session_starts_its_own(tmp_path):
+    kit.need_browser()
+    from agents.browser import create
+
+    spawned = create({"work_dir": str(tmp_path), "keep_browser": False})
+    try:
+        model = kit.nonzero_model(tmp_path / "nz.onnx")
+        a, _ = run(spawned, model, "wasm", kit.vectors(1), job_id="spawn.1")
+        b, _ = run(spawned, model, "wasm", kit.vectors(1), job_id="spawn.2")
+        assert a.error is None and b.error is None, (a.error, b.error)
+        assert a.details["browser_start"] == b.details["browser_start"] == "spawn"
+        assert a.details["browser"]["kept"] is False and a.details["browser"]["pid"] != b.details["browser"]["pid"]
+        assert b.placement == a.placement and b.details["placement_from"].endswith("(spawn.1)")
+    finally:
+        spawned.close()
 
 
 def test_cnn_outputs_on_wasm_match_onnxruntime_cpu(drv, tmp_path):

@@ -28,6 +28,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from labkit import harness_cli
+from harness.kernel import limits
 
 POLICY = "{warmup_runs: 10, warmup_s: 0.2, min_runs: 200, min_s: 1, max_s: 3}"
 
@@ -104,9 +105,10 @@ def test_thirty_percent_more_work_is_a_regression_with_interleaved_pairs(lab, ba
     [row] = doc["rows"]
     lat = row["latency"]
     assert row["bucket"] == "regression" and lat["design"] == "interleaved pairs"
-    assert lat["old_sessions"] == lat["new_sessions"] == 10 and len(lat["pairs"]) == 10
+    pairs = limits.AB_PAIRS  # the default of --pairs
+    assert lat["old_sessions"] == lat["new_sessions"] == pairs and len(lat["pairs"]) == pairs
     assert lat["p50_ratio"] > 1.1 and lat["noise_floor"]["p50"]["fraction"] is not None
-    assert doc["regressions"] and "10 → 10 pairs" in doc["regressions"][0]
+    assert doc["regressions"] and f"{pairs} → {pairs} pairs" in doc["regressions"][0]
 
 
 def test_one_session_a_side_cannot_tell_and_exits_3(lab):

@@ -1,16 +1,17 @@
-"""A run disturbed by a CPU hog mid-measurement is flagged, not hidden."""
+"""A run disturbed by a CPU hog mid-measurement is flagged, not hidden: in
+one session (the run is the job) and in one session of five (the hog moves
+the job's headline; kernel.measure.job_trust)."""
 
 import hashlib
 import subprocess
 import sys
-import threading
-import time
 
 import numpy as np
 
 import modelkit
 from harness._proto.v1 import agent_pb2 as pb
 from harness.config.schema import DeviceProfile
+from harness.controller.sessions import join
 from harness.kernel import wire
 from harness.kernel.measure.policy import MeasurePolicy
 from harness.record.build import build_record
@@ -24,41 +25,90 @@ HOG = "import os\nos.sched_setaffinity(0, {0})\nwhile True:\n    pass\n"
 HOGS = 4
 
 
-def test_cpu_hog_mid_measurement_is_flagged(tmp_path, client):
-    # Runs of a few milliseconds span several scheduler slices, so a process
-    # sharing the core slows every run rather than stalling a few.
-    model = modelkit.heavy_mlp(tmp_path / "h.onnx", width=1024, depth=8)
+PROFILE = {"id": "host", "platform": "linux", "targets": [{"runtime": "onnxruntime", "ep": "cpu"}]}
+
+
+def _model(tmp_path, client, depth):
+    model = modelkit.heavy_mlp(tmp_path / "h.onnx", width=1024, depth=depth)
     digest = hashlib.sha256(model.read_bytes()).hexdigest()
     client.ensure_models([(model, digest, "onnx")])
-    dev = client.describe().devices[0]
-    policy = MeasurePolicy(warmup_runs=5, warmup_s=0, min_runs=100, min_s=4.0, max_s=4.0, target_ci=0)
-    job = pb.Job(job_id="hog.1", device_id=dev.id, models=[pb.ModelRef(digest=digest, format="onnx")],
-                 target=pb.RuntimeTarget(runtime="onnxruntime", ep="cpu",
-                                         options={"intra_op_threads": "1", "cpu_affinity": "0"}),
-                 measure=wire.policy_to_pb(policy),
-                 probes=[wire.tensors_to_pb({"x": np.ones((1, 1024), np.float32)})], timeout_s=120)
+    return digest, client.describe().devices[0]
+
+
+def _job(job_id, dev, digest, policy):
+    return pb.Job(job_id=job_id, device_id=dev.id, models=[pb.ModelRef(digest=digest, format="onnx")],
+                  target=pb.RuntimeTarget(runtime="onnxruntime", ep="cpu",
+                                          options={"intra_op_threads": "1", "cpu_affinity": "0"}),
+                  measure=wire.policy_to_pb(policy),
+                  probes=[wire.tensors_to_pb({"x": np.ones((1, 1024), np.float32)})], timeout_s=120)
+
+
+def _run(client, job, hog_when=None):
+    """One session; the hogs take the runner's core at the first measure
+    progress event `hog_when` accepts and are gone when it ends. Returns the
+    result and whether they ran."""
     hog = {}
 
     def on_event(ev):
-        # A quarter into measurement, the hogs take the runner's core.
-        if ev.HasField("progress") and ev.progress.phase == "measure" and ev.progress.elapsed_s >= 1.0 and not hog:
+        if (hog_when and ev.HasField("progress") and ev.progress.phase == "measure" and not hog
+                and hog_when(ev.progress)):
             hog["p"] = [subprocess.Popen([sys.executable, "-c", HOG], start_new_session=True)
                         for _ in range(HOGS)]
 
     try:
-        res = wire.result_from_pb(client.run(job, on_event, 120))
+        return wire.result_from_pb(client.run(job, on_event, 120)), bool(hog)
     finally:
         for p in hog.get("p", []):
             p.kill()
             p.wait()
-    assert hog, "the measurement never reached the point where the hog starts"
+
+
+def _record(result, policy=None):
+    prof = DeviceProfile.model_validate(PROFILE)
+    return build_record(job_key="k", candidate="h", technique="baseline", profile=prof, target=prof.targets[0],
+                        model=None, device=None, result=result, policy=policy)
+
+
+def test_cpu_hog_mid_measurement_is_flagged(tmp_path, client):
+    # Runs of a few milliseconds span several scheduler slices, so a process
+    # sharing the core slows every run rather than stalling a few.
+    digest, dev = _model(tmp_path, client, depth=8)
+    policy = MeasurePolicy(warmup_runs=5, warmup_s=0, min_runs=100, min_s=4.0, max_s=4.0, target_ci=0)
+    # A quarter into measurement, the hogs take the runner's core.
+    res, hogged = _run(client, _job("hog.1", dev, digest, policy), lambda p: p.elapsed_s >= 1.0)
+    assert hogged, "the measurement never reached the point where the hog starts"
     assert res["error"] is None and res["details"]["cpu_affinity"] == [0]
-    prof = DeviceProfile.model_validate({"id": "host", "platform": "linux",
-                                         "targets": [{"runtime": "onnxruntime", "ep": "cpu"}]})
-    rec = build_record(job_key="k", candidate="h", technique="baseline", profile=prof, target=prof.targets[0],
-                       model=None, device=None, result=res)
+    rec = _record(res)
     assert rec["validity"]["stable"] is False
     # The hog makes the run two regimes: drift (it lasts to the end) or a
     # disturbed stretch, named with its effect on the p90.
     assert any(w.startswith(("drift", "disturbance")) for w in rec["validity"]["instability"]), rec["validity"]
+    assert all(w in rec["validity"]["warnings"] for w in rec["validity"]["instability"])
+
+
+def test_cpu_hog_in_one_session_of_five_moves_the_headline_and_is_flagged(tmp_path, client):
+    # As a job of five sessions (a lab cohort's default) runs: five runner
+    # processes one after the other, joined as the controller joins them. The
+    # hogs take the core a sixth into session 3 and are gone before session 4.
+    # Sessions of a fixed run count: a hogged run takes several times as
+    # long, and in sessions of a fixed time the hogged stretch would be a
+    # small share of the runs. Runs of a few milliseconds (three times the
+    # layers of the test above), so that the hog slows every run of session 3
+    # rather than stalling some, and stands out from what a loaded machine
+    # does to every session.
+    digest, dev = _model(tmp_path, client, depth=24)
+    policy = MeasurePolicy(warmup_runs=5, warmup_s=0, min_runs=3000, max_runs=3000, min_s=0, max_s=180,
+                           target_ci=0, sessions=5)
+    runs = [_run(client, _job(f"hog5.s{k}", dev, digest, policy.for_session()),
+                 (lambda p: p.samples >= 100) if k == 3 else None) for k in range(1, 6)]
+    assert runs[2][1], "session 3 never reached the point where the hog starts"
+    results = [r for r, _ in runs]
+    assert all(r["error"] is None for r in results)
+    rec = _record(join(results, "sessions_done"), policy)
+    assert [s["n"] for s in rec["timing"]["sessions"]] == [len(r["samples_ms"]) for r in results]
+    assert rec["timing"]["sessions"][2]["stable"] is False
+    assert rec["validity"]["stable"] is False
+    # Session 3's finding is the one that moves the headline, and says so.
+    moved = [w for w in rec["validity"]["instability"] if w.startswith("session 3: ")]
+    assert moved and "it moves the job's headline" in moved[0], rec["validity"]
     assert all(w in rec["validity"]["warnings"] for w in rec["validity"]["instability"])

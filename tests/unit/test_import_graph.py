@@ -5,8 +5,8 @@ level and inside functions alike):
               -> imports only the kernel
   agents      agents.*                -> agents and the kernel
   controller  the rest of harness.*   -> the controller and the kernel
-  face        harness.api, harness.cli, harness.cli_render, harness.cli_progress, harness.commands.*,
-              harness.agent_start, harness.__main__ -> anything
+  face        harness.api, harness.cli, harness.cli_app, harness.cli_render, harness.cli_progress,
+              harness.commands.*, harness.agent_start, harness.resident.*, harness.__main__ -> anything
 
 and no import cycle between any two modules. The face is the only place
 where the controller and the agents meet.
@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-FACE = ("harness.api", "harness.cli", "harness.cli_render", "harness.cli_progress", "harness.commands",
-        "harness.agent_start", "harness.__main__")
+FACE = ("harness.api", "harness.cli", "harness.cli_app", "harness.cli_render", "harness.cli_progress",
+        "harness.commands", "harness.agent_start", "harness.resident", "harness.__main__")
 
 
 def _modules() -> dict[str, Path]:

@@ -97,3 +97,62 @@ def test_scheduler_abandoned_device_leaves_jobs_unrunnable():
     assert sorted(j.key for j in s.unrunnable()) == ["j0", "j1"]
     assert s.done() and not s.may_get_work("d1")
     assert s.attempts == {"j0": 1, "j1": 1}  # prior attempts carried over for resume
+
+
+def test_a_ticket_ahead_waits_behind_the_running_one_and_takes_its_place():
+    jobs = _jobs(3, [("d1",), ("d1",), ("d1",)])
+    s = Scheduler(jobs)
+    assert s.take_ahead("d1") is None  # nothing runs on d1: nothing to queue behind
+    running = s.take("d1")
+    ahead = s.take_ahead("d1")
+    assert (running.key, ahead.key) == ("j0", "j1") and s.attempts["j1"] == 1
+    assert s.take_ahead("d1") is None  # one ahead at most
+    s.finish("d1", ticket=running)
+    assert s.running["d1"] == ahead and "d1" not in s.ahead  # the one ahead now runs
+    assert s.take_ahead("d1").key == "j2"
+    s.finish("d1", ticket=ahead), s.finish("d1")
+    assert s.done()
+
+
+def test_no_ticket_goes_ahead_where_another_device_would_go_without():
+    # Two devices share three tickets: taking one ahead on d1 is fine while
+    # another is left for d2; the last one waits for whichever frees first.
+    jobs = _jobs(4, [("d1", "d2")] * 4)
+    s = Scheduler(jobs)
+    s.take("d1"), s.take("d2")
+    assert s.take_ahead("d1").key == "j2"  # j3 is still there for d2
+    assert s.take_ahead("d2") is None and [t.key for t in s.pending] == ["j3"]
+    s.finish("d2")
+    assert s.take("d2").key == "j3"
+
+
+def test_tickets_keep_their_order_when_the_next_may_not_go_ahead():
+    jobs = _jobs(2, [("d1",), ("d1",)])
+    s = Scheduler(jobs)
+    s.take("d1")
+    assert s.take_ahead("d1", allowed=lambda t: t.key != "j1") is None
+    assert [t.key for t in s.pending] == ["j1"]
+
+
+def test_a_refused_ticket_ahead_goes_back_without_spending_an_attempt():
+    jobs = _jobs(2, [("d1",), ("d1",)])
+    s = Scheduler(jobs, max_attempts=1)
+    running = s.take("d1")
+    ahead = s.take_ahead("d1")
+    s.untake("d1", ahead)
+    assert s.attempts["j1"] == 0 and s.running["d1"] == running and not s.ahead
+    s.finish("d1")
+    assert s.take("d1").key == "j1" and s.attempts["j1"] == 1
+
+
+def test_a_lost_agent_requeues_the_ticket_ahead_too():
+    jobs = _jobs(3, [("d1",)] * 3)
+    s = Scheduler(jobs, max_attempts=3)
+    running = s.take("d1")
+    ahead = s.take_ahead("d1")
+    assert s.transport_failed("d1", running) is True
+    assert s.running["d1"] == ahead and s.take_ahead("d1") is None  # suspended: nothing more goes out
+    assert s.transport_failed("d1", ahead) is True
+    assert [t.key for t in s.pending] == ["j0", "j1", "j2"] and not s.running
+    s.revive("d1")
+    assert s.take("d1").key == "j0" and s.attempts == {"j0": 2, "j1": 1}

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from harness.kernel import limits
+from harness.kernel.measure import job_trust
 from harness.kernel.measure import sessions as S
 from harness.kernel.measure import stats
 from harness.kernel.measure.policy import MeasurePolicy
@@ -117,13 +118,13 @@ def test_summarize_over_sessions_has_the_record_keys_and_the_method():
 def test_describe_judges_one_session_as_before_and_several_one_by_one():
     rng = np.random.default_rng(5)
     one = rng.lognormal(0, 0.1, 400).tolist()
-    timing, problems = S.describe(one, [{"n": 400}], target_ci=0.02, stop_reason="min_reached")
+    timing, problems, _ = job_trust.describe(one, [{"n": 400}], target_ci=0.02, stop_reason="min_reached")
     assert timing["p90_ms"] == stats.summarize(one)["p90_ms"] and timing["ci_method"] == "order statistics"
     assert problems == [] and timing["sessions"][0]["n"] == 400
     steady = [rng.lognormal(0, 0.05, 400) for _ in range(3)]
     drifting = np.concatenate([rng.lognormal(0, 0.05, 200), rng.lognormal(0.4, 0.05, 200)])
     samples = np.concatenate(steady + [drifting]).tolist()
-    timing, problems = S.describe(samples, [{"n": 400}] * 4, target_ci=0.0001, stop_reason="max_sessions")
+    timing, problems, _ = job_trust.describe(samples, [{"n": 400}] * 4, target_ci=0.0001, stop_reason="max_sessions")
     assert [s["stable"] for s in timing["sessions"]] == [True, True, True, False]
     assert problems[0].startswith("session 4: drift")
     assert problems[-1].startswith("target interval not reached: stopped at max_sessions after 4 sessions")

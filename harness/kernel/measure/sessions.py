@@ -39,7 +39,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from harness.kernel import limits
-from harness.kernel.measure import repeats, stats, trust
+from harness.kernel.measure import stats
 
 # Student's t quantiles for df = 1..30 (any statistics table, e.g. NIST/SEMATECH
 # e-Handbook of Statistical Methods, 1.3.6.7.2); beyond 30 the Cornish-Fisher
@@ -289,57 +289,3 @@ def stop_reason(sessions: Sequence[Sequence[float]], planned: int, target_ci: fl
     if measured_s + last_s > max_s:
         return "max_s"
     return None
-
-
-def figures(s: np.ndarray) -> dict:
-    """One session's own figures (numpy's default percentiles)."""
-    if s.size == 0:
-        return {"p50_ms": None, "p90_ms": None, "mean_ms": None, "min_ms": None, "max_ms": None}
-    p50, p90 = np.percentile(s, [50, 90])
-    return {"p50_ms": float(p50), "p90_ms": float(p90), "mean_ms": float(s.mean()), "min_ms": float(s.min()),
-            "max_ms": float(s.max())}
-
-
-def describe(samples: Sequence[float], entries: Sequence[dict], target_ci: Optional[float] = None,
-             stop_reason: Optional[str] = None, rng: Optional[np.random.Generator] = None
-             ) -> tuple[dict, list[str]]:
-    """A record's timing statistics and the problems that make it unstable,
-    from its samples (session after session) and its sessions' entries
-    ({n, ...}; none or one: a single session, judged as before).
-
-    With several sessions each is checked on its own for drift and
-    disturbance (`trust`), the pooled runs for their count, and the job for
-    its target: stopped at max_s or MAX_SESSIONS with the p90's hierarchical
-    interval wider than ±target_ci. `timing.sessions` gets each session's
-    figures and stability, `timing.between_sessions` how much they differ."""
-    a = np.asarray(samples, dtype=np.float64)
-    ses = split(a, [e.get("n") or 0 for e in entries]) if entries else ([a] if a.size else [])
-    if sum(1 for x in ses if x.size) <= 1:
-        timing = stats.summarize(a)
-        timing["ci_method"] = "order statistics"
-        problems = trust.problems(a, stop_reason=stop_reason, target_ci=target_ci) if a.size else []
-        if entries:
-            timing["sessions"] = [{**e, **figures(x)} for e, x in zip(entries, ses)]
-        return timing, problems
-    full = [x for x in ses if x.size]
-    timing = summarize(full, rng)
-    problems: list[str] = []
-    per = []
-    for i, (e, x) in enumerate(zip(entries, ses), start=1):
-        own = trust.problems(x) if x.size >= trust.P90_MIN_SAMPLES else []
-        per.append({**e, **figures(x), "stable": not own, "instability": own})
-        problems += [f"session {i}: {p}" for p in own]
-    if a.size < trust.P90_MIN_SAMPLES:
-        problems += trust.problems(a)
-    if stop_reason in ("max_s", "max_sessions") and target_ci:
-        half = relative_half_width(timing.get("p90_ci_ms"), timing.get("p90_ms"))
-        if half is None or half > target_ci:
-            got = "no interval" if half is None else f"±{100 * half:.1f}%"
-            problems.append(f"target interval not reached: stopped at {stop_reason} after {len(full)} sessions with "
-                            f"the p90's hierarchical 95% interval at {got} (target ±{100 * target_ci:.1f}%)")
-    between = {k: v for k, v in repeats.analyse(full).items() if k != "session_p50_ms"}
-    between["p50_cv"] = log_sigma([p["p50_ms"] for p in per if p["p50_ms"]])
-    between["p90_cv"] = log_sigma([p["p90_ms"] for p in per if p["p90_ms"]])
-    timing["sessions"] = per
-    timing["between_sessions"] = between
-    return timing, problems

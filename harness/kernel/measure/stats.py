@@ -63,6 +63,18 @@ def timer_resolution_ms() -> float:
     return time.get_clock_info("perf_counter").resolution * 1e3
 
 
+def resolution_of(samples: Sequence[float], timer_resolution: Optional[float] = None) -> float:
+    """The clock's tick: the one the driver reports, or the step between the
+    samples' values where they are a handful of discrete ones; 0 when
+    neither says."""
+    a = np.asarray(samples, dtype=np.float64)
+    # A coarse clock (browsers round performance.now(); some phones tick in
+    # microseconds) makes small latencies a handful of discrete values.
+    distinct = np.unique(a)
+    step = float(np.min(np.diff(distinct))) if distinct.size > 1 else 0.0
+    return max(timer_resolution or 0.0, step if distinct.size <= max(5, a.size // 50) else 0.0)
+
+
 def timer_warnings(samples: Sequence[float], timer_resolution: Optional[float] = None) -> list[str]:
     """A timer too coarse for the latency (a note: the figures are quantised,
     not untrustworthy)."""
@@ -71,11 +83,7 @@ def timer_warnings(samples: Sequence[float], timer_resolution: Optional[float] =
     if n < 2:
         return []
     med = float(np.median(a))
-    # A coarse clock (browsers round performance.now(); some phones tick in
-    # microseconds) makes small latencies a handful of discrete values.
-    distinct = np.unique(a)
-    step = float(np.min(np.diff(distinct))) if distinct.size > 1 else 0.0
-    resolution = max(timer_resolution or 0.0, step if distinct.size <= max(5, n // 50) else 0.0)
+    resolution = resolution_of(a, timer_resolution)
     if resolution > 0 and med < 20 * resolution:
         return [f"timer too coarse: resolution ~{resolution:.4g} ms against a median of {med:.4g} ms "
                 "(latencies below ~20 ticks are quantised)"]

@@ -24,16 +24,22 @@ run was one stationary process, long enough for the percentile it reports.
 
 Stalls spread evenly over the run are the platform's tail: spread, not
 distrust.
+
+These judge one run. A job of several sessions runs them on each session
+(`finding`: the message and which runs form the other regime), and a
+session's finding makes the job unstable only when it moves the job's
+headline (kernel.measure.job_trust).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
 
 from harness.kernel.measure.intervals import binom_cdf_table, percentile_interval
-from harness.kernel.measure.ranks import mann_whitney_two_sided
+from harness.kernel.measure.ranks import change_point, mann_whitney_two_sided
 
 # Medians this far apart (relative) are a different regime, not noise: far
 # above what a stationary run's medians of >= WINDOW_MIN samples vary by, and
@@ -108,10 +114,12 @@ def drift(a: np.ndarray) -> Optional[str]:
     return None
 
 
-def disturbance(a: np.ndarray) -> Optional[str]:
+def _odd_windows(a: np.ndarray) -> tuple[list[tuple[int, int]], dict[int, str]]:
+    """The windows the run is cut into, and those that behave differently
+    from the rest (window index -> what is odd about it)."""
     wins = _windows(a.size)
     if not wins:
-        return None
+        return wins, {}
     med = float(np.median(a))
     odd: dict[int, str] = {}
     for i, (lo, hi) in enumerate(wins):
@@ -128,6 +136,11 @@ def disturbance(a: np.ndarray) -> Optional[str]:
             p_tail = 1.0 - (float(cdf[c - 1]) if c >= 1 else 0.0)
             if c and p_tail * len(wins) < STALL_P:
                 odd[i] = (odd[i] + ", " if i in odd else "") + f"{c} of the run's {total} stalls"
+    return wins, odd
+
+
+def _disturbance(a: np.ndarray) -> Optional[tuple[str, np.ndarray]]:
+    wins, odd = _odd_windows(a)
     if not odd:
         return None
     keep = [a[lo:hi] for i, (lo, hi) in enumerate(wins) if i not in odd]
@@ -135,15 +148,60 @@ def disturbance(a: np.ndarray) -> Optional[str]:
     where = "; ".join(f"runs {wins[i][0] + 1}-{wins[i][1]}: {what}" for i, what in listed[:3])
     if len(listed) > 3:
         where += f"; and {len(listed) - 3} more stretch(es)"
+    affected = np.zeros(a.size, dtype=bool)
+    for i in odd:
+        affected[wins[i][0]:wins[i][1]] = True
     rest = np.concatenate(keep) if keep else a[:0]
     if rest.size < P90_MIN_SAMPLES:
-        return f"disturbance: most of the run differs from the rest ({where})"
+        return f"disturbance: most of the run differs from the rest ({where})", affected
     p90, p90_rest = float(np.percentile(a, 90)), float(np.percentile(rest, 90))
     effect = (p90 - p90_rest) / p90_rest if p90_rest > 0 else 0.0
     if abs(effect) <= EFFECT:
         return None
     return (f"disturbance: part of the run behaved differently ({where}); without it the p90 would be "
-            f"{p90_rest:.4g} ms instead of {p90:.4g} ms ({100 * effect:+.1f}%)")
+            f"{p90_rest:.4g} ms instead of {p90:.4g} ms ({100 * effect:+.1f}%)"), affected
+
+
+def disturbance(a: np.ndarray) -> Optional[str]:
+    got = _disturbance(a)
+    return got[0] if got else None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A run that is not one regime: what the checks say, and the runs of
+    the other regime (a drift's runs after its change point, a disturbance's
+    odd stretches) as a mask over the run."""
+    message: str
+    affected: np.ndarray
+
+    def regimes(self, a: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        """The run's two regimes, the usual runs first, each named by its
+        runs (1-based) so that "only its <name>" reads."""
+        idx = np.flatnonzero(self.affected)
+        if idx.size and idx[-1] - idx[0] + 1 == idx.size:
+            lo, hi = int(idx[0]) + 1, int(idx[-1]) + 1
+            inside = f"runs {lo}-{hi}"
+            outside = (f"runs {hi + 1}-{a.size}" if lo == 1 else
+                       f"runs 1-{lo - 1}" if hi == a.size else f"runs 1-{lo - 1} and {hi + 1}-{a.size}")
+        else:
+            inside, outside = "odd stretches", "runs outside the odd stretches"
+        return [(outside, a[~self.affected]), (inside, a[self.affected])]
+
+
+def finding(samples: Sequence[float]) -> Optional[Finding]:
+    """The run's drift or, without one, its disturbance (`problems` reports
+    the same two); None when it is one regime."""
+    a = np.asarray(samples, dtype=np.float64)
+    if a.size < P90_MIN_SAMPLES:
+        return None
+    d = drift(a)
+    if d:
+        mask = np.zeros(a.size, dtype=bool)
+        mask[change_point(a):] = True
+        return Finding(d, mask)
+    got = _disturbance(a)
+    return Finding(*got) if got else None
 
 
 def problems(samples: Sequence[float], *, stop_reason: Optional[str] = None,
@@ -154,15 +212,12 @@ def problems(samples: Sequence[float], *, stop_reason: Optional[str] = None,
     if a.size < P90_MIN_SAMPLES:
         out.append(f"too few samples: {a.size} runs, the p90's 95% interval needs at least {P90_MIN_SAMPLES}")
         return out
-    d = drift(a)
-    if d:
-        out.append(d)
-    else:
-        # A drift already says the run is not one regime; a stretch of it
-        # behaving differently is then the same news.
-        d = disturbance(a)
-        if d:
-            out.append(d)
+    # A drift already says the run is not one regime; a stretch of it
+    # behaving differently is then the same news (`finding` looks for a
+    # disturbance only without a drift).
+    f = finding(a)
+    if f:
+        out.append(f.message)
     if stop_reason == "max_s" and target_ci:
         ci = percentile_interval(a, 0.9)
         p90 = float(np.percentile(a, 90))

@@ -1,0 +1,80 @@
+"""A kept Chromium and its pages: every session's page is a fresh browser
+context, so nothing one page stored (storage, cookies, IndexedDB, globals)
+is seen by the next on the same origin; and the pool keys browsers by
+executable, its build and flags."""
+
+from __future__ import annotations
+
+import os
+
+import browserkit as kit
+import pytest
+
+# Leaves every kind of state a page could carry over: a global, storage of
+# each kind, a cookie, an IndexedDB database and a Cache Storage entry.
+WRITE = """async () => {
+  window.__leak = 1;
+  localStorage.setItem('k', 'v'); sessionStorage.setItem('k', 'v');
+  document.cookie = 'k=v; max-age=3600';
+  await new Promise((ok, bad) => { const r = indexedDB.open('leak', 1);
+    r.onupgradeneeded = () => r.result.createObjectStore('s'); r.onsuccess = ok; r.onerror = bad; });
+  await (await caches.open('leak')).put('/x', new Response('v'));
+}"""
+READ = """async () => ({
+  global: window.__leak ?? null, local: localStorage.getItem('k'), session: sessionStorage.getItem('k'),
+  cookie: document.cookie, idb: (await indexedDB.databases()).map(d => d.name), caches: await caches.keys(),
+})"""
+EMPTY = {"global": None, "local": None, "session": None, "cookie": "", "idb": [], "caches": []}
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    kit.need_browser()
+    from agents.browser import locate
+    from agents.browser.session import Browser
+
+    b = Browser(locate.find_chromium().path, tmp_path_factory.mktemp("kept"))
+    yield b
+    b.close()
+
+
+def test_a_page_sees_nothing_an_earlier_page_of_the_same_origin_left(browser):
+    from agents.browser.server import PageServer
+    from agents.browser.session import BrowserPage
+
+    srv = PageServer()  # one origin for both pages, as if sessions shared it
+    try:
+        first = BrowserPage(browser, srv.url)
+        try:
+            first.page.evaluate(WRITE)
+            left = first.page.evaluate(READ)
+            assert left["global"] == 1 and left["local"] == "v" and "k=v" in left["cookie"]
+            assert left["idb"] == ["leak"] and left["caches"] == ["leak"]
+        finally:
+            first.close()
+        second = BrowserPage(browser, srv.url)
+        try:
+            assert second.page.evaluate(READ) == EMPTY
+            assert second.page.evaluate("() => crossOriginIsolated") is True
+        finally:
+            second.close()
+    finally:
+        srv.close()
+    assert browser.pages >= 2 and browser.dead() == ""
+
+
+def test_pool_keys_browsers_by_executable_build_and_flags(tmp_path):
+    from agents.browser.pool import Pool
+
+    exe = tmp_path / "chromium"
+    exe.write_text("")
+    pool = Pool(tmp_path / "work")
+    plain = pool.get(str(exe), ())
+    assert pool.get(str(exe), ()) is plain
+    flagged = pool.get(str(exe), ("--use-angle=vulkan",))
+    assert flagged is not plain and pool.get(str(exe), ("--use-angle=vulkan",)) is flagged
+    os.utime(exe, (1, 1))  # rebuilt in place: a new browser, the stale ones let go
+    rebuilt = pool.get(str(exe), ())
+    assert rebuilt is not plain and list(pool._keepers.values()) == [rebuilt]
+    assert Pool(tmp_path / "w2", enabled=False).get(str(exe), ()) is None
+    pool.close()
