@@ -199,6 +199,11 @@ class Template:
         finally:
             with self._lock:
                 self._sock = None
+                # Until the supervisor decides (start again, or broken), a
+                # caller must wait for the next template, not take the gap
+                # between this end and the restart for "none": that spawned
+                # a job right after a template died.
+                self._starting = not self._closing
                 lost = list(self._pending.values())
             try:
                 ours.close()
