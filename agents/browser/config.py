@@ -7,7 +7,7 @@
       runtime_cache: ~/.cache/harness/ort-web
       device_id: chromium
       work_dir: /var/tmp
-      keep_browser: true                     # one Chromium kept between sessions, a fresh context each;
+      keep_browser: true                     # one Chromium kept between sessions, a fresh page each;
                                              # false: a Chromium started for every session
 """
 

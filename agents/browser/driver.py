@@ -52,7 +52,7 @@ class BrowserDriver:
         self._probe: Optional[dict] = None
         self._probe_key: Optional[tuple] = None
         self._probe_at = 0.0
-        # One Chromium kept per build and flags, a fresh context per session
+        # One Chromium kept per build and flags, a fresh page per session
         # (pool.py); `keep_browser: false` starts one per session instead.
         self.pool = pool.Pool(self.work_root, enabled=bool(self.config.get("keep_browser", True)))
         # (model digest, version, bundle, ep, options, browser) -> (placement, job id).

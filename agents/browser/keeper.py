@@ -6,7 +6,7 @@ says `{"keeper": "ready", ...}` on stdout, then serves one request per stdin
 line, `{"session": N, "kind": "job"|"probe", "dir": JOB_DIR}`: `{"keeper":
 "taken", "session": N}` at once (a keeper that ends before it says so never
 began the session, and the driver gives it to a new keeper), then a session
-in a fresh page in a fresh browser context (agents.browser.runner), its
+in a fresh page (agents.browser.runner, session.BrowserPage), its
 progress lines on stdout as a spawned runner prints them, then `{"keeper":
 "done", "session": N}`. One request at a time: the driver sends the next only after
 "done".
@@ -82,6 +82,10 @@ def main(argv: list[str]) -> int:
         browser = _launch(spec, work)
         # Built once here (it imports onnx), so no session pays for it.
         runner.init_model_bytes()
+        from agents.browser.server import PageServer
+
+        # One origin for every session: see server.py.
+        server = PageServer()
     except Exception as exc:
         _say({"keeper": "failed", "message": f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"})
         return 3
@@ -107,12 +111,13 @@ def main(argv: list[str]) -> int:
                 about = {"kept": False, "pid": browser.pid, "pages_before": 0, "relaunched_because": dead[:400],
                          "launch_s": round(browser.launch_s, 3)}
             if req["kind"] == "probe":
-                runner.probe(jd, browser)
+                runner.probe(jd, browser, server)
             else:
-                runner.job(jd, browser, t0, about)
+                runner.job(jd, browser, t0, about, server)
             _say({"keeper": "done", "session": req["session"]})
     finally:
         browser.close()
+        server.close()
     return 0
 
 

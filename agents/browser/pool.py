@@ -3,14 +3,15 @@
 A session used to start a runner process, Chromium and Playwright (about
 5 s on a loaded 2-core box, 1–2 s idle) before its page could load. Here a
 keeper (agents/browser/keeper.py) holds Chromium with Playwright attached and
-opens a fresh browser context and page per session; the page's own start
-(a renderer, ONNX Runtime Web's WebAssembly compile) is all a later session
-pays. Started lazily by the first probe or session, in a process group of
+opens a fresh page per session; the page's own start (a renderer, ONNX
+Runtime Web's start, its files and compiled code from the profile's cache)
+is all a later session pays. Started lazily by the first probe or session, in a process group of
 its own.
 
-Isolation is the page's: each session's context has its own storage, HTTP
-and code caches and renderer process, so nothing one session did is seen by
-the next and a renderer crash costs that session only (the keeper goes on).
+Isolation is the page's: each session's page has its own renderer process
+and opens with its origin's storage cleared (session.BrowserPage), so
+nothing one session did is seen by the next and a renderer crash costs that
+session only (the keeper goes on).
 A session that overruns its time or is cancelled gets the keeper's whole
 group killed (Chromium with it): that is how a page spinning in WebAssembly
 or a hung browser is stopped, and the next session starts a new keeper. A

@@ -2,7 +2,7 @@
 
 The sessions run in agents.browser.keeper, the process that keeps one
 Chromium per agent and launch flags between sessions and jobs and opens a
-fresh page in a fresh browser context for each (`job(jd, browser)`), or,
+fresh page for each (`job(jd, browser)`), or,
 where no keeper can start (or `keep_browser: false`), in a runner of their
 own: `python -m agents.browser.runner job JOB_DIR` starts Chromium for one
 session. Either way JOB_DIR/job.json and JOB_DIR/probes.npz come in,
@@ -82,10 +82,11 @@ def init_model_bytes() -> bytes:
 
 
 # -- probe -----------------------------------------------------------------------
-def probe(jd: Path, browser: Browser) -> int:
+def probe(jd: Path, browser: Browser, kept_server=None) -> int:
     from agents.browser.server import PageServer
 
-    srv = PageServer()
+    srv = kept_server or PageServer()
+    srv.serve()
     out: dict = {}
     try:
         page = BrowserPage(browser, srv.url)
@@ -101,7 +102,8 @@ def probe(jd: Path, browser: Browser) -> int:
     except Exception as exc:  # Playwright broken: a reason, not a crash
         out = {"error": f"{type(exc).__name__}: {exc}"}
     finally:
-        srv.close()
+        if srv is not kept_server:
+            srv.close()
     tmp = jd / "probe.json.tmp"
     tmp.write_text(json.dumps(out))
     os.replace(tmp, jd / "probe.json")
@@ -109,14 +111,16 @@ def probe(jd: Path, browser: Browser) -> int:
 
 
 # -- job -------------------------------------------------------------------------
-def job(jd: Path, browser: Browser, t0: float, about: dict) -> int:
+def job(jd: Path, browser: Browser, t0: float, about: dict, kept_server=None) -> int:
     """One session on `browser`; `about` says for the record which browser
-    served it (its pid, whether it was kept, pages it served before)."""
+    served it (its pid, whether it was kept, pages it served before).
+    `kept_server`: the keeper's page server (one origin for all its
+    sessions, server.py), else one for this session."""
     spec = json.loads((jd / "job.json").read_text())
     result: dict = {"error": None, "validity": {}, "details": {"browser": about}, "_t0": t0}
     outputs: dict = {}
     try:
-        _run(jd, spec, result, outputs, browser)
+        _run(jd, spec, result, outputs, browser, kept_server)
     except JobFailed as exc:
         result["error"] = {"stage": exc.stage, "kind": exc.kind, "message": exc.message}
     except PageFailed as exc:
@@ -130,7 +134,7 @@ def job(jd: Path, browser: Browser, t0: float, about: dict) -> int:
     return 0
 
 
-def _run(jd: Path, spec: dict, result: dict, outputs: dict, browser: Browser) -> None:
+def _run(jd: Path, spec: dict, result: dict, outputs: dict, browser: Browser, kept_server) -> None:
     from agents.browser.server import PageServer
 
     probes = jobdir.read_probes(jd)
@@ -141,8 +145,9 @@ def _run(jd: Path, spec: dict, result: dict, outputs: dict, browser: Browser) ->
     config = {"bundle": spec["bundle"], "ep": spec["ep"], "numThreads": spec["num_threads"],
               "epOptions": spec.get("ep_options", {}), "sessionConfig": spec.get("session_config", {}),
               "graphOptimizationLevel": spec.get("graph_optimization_level", ""), "inputs": inputs}
-    srv = PageServer(ort_dist=Path(spec["ort_dist"]), model_path=Path(spec["model_path"]),
-                     extra_files={"init.onnx": init_model_bytes()}, inputs=probes, config=config)
+    srv = kept_server or PageServer()
+    srv.serve(ort_dist=Path(spec["ort_dist"]), model_path=Path(spec["model_path"]),
+              extra_files={"init.onnx": init_model_bytes()}, inputs=probes, config=config)
     page = None
     try:
         result["_stage"] = "load"
@@ -161,7 +166,10 @@ def _run(jd: Path, spec: dict, result: dict, outputs: dict, browser: Browser) ->
     finally:
         if page is not None:
             page.close()
-        srv.close()
+        if srv is kept_server:
+            srv.serve()  # the job's files no longer reachable
+        else:
+            srv.close()
 
 
 def _check_console(page: BrowserPage, stage: str, since: int) -> int:
@@ -195,8 +203,10 @@ def _measure(page: BrowserPage, spec: dict, result: dict, outputs: dict, srv) ->
                    hardware_concurrency=setup.get("hardwareConcurrency"))
     result["runtime"] = {"name": "onnxruntime-web", "version": versions.get("web") or spec["version"]}
     _mark(result, "page_setup")
-    details["runtime_init_ms"] = _step(page, stage, "initRuntime")
-    details["timer_resolution_ms"] = page.timer_resolution_ms()
+    init = _step(page, stage, "initRuntime")
+    details["runtime_init_ms"] = init["ms"]
+    details["ort_web_files"] = {f["file"]: "cache" if f["fromCache"] else "network" for f in init["files"]}
+    details["timer_resolution_ms"], details["timer_resolution_from"] = page.timer_resolution_ms()
     _mark(result, "runtime_init")
     mem = Memory(page)
     mem.baseline()

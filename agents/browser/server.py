@@ -7,24 +7,35 @@ cross-origin isolated: SharedArrayBuffer, and so threaded WebAssembly, needs
 it (https://web.dev/articles/coop-coep), and it also gives performance.now()
 its fine resolution. Bound to 127.0.0.1 on an ephemeral port.
 
-`Cache-Control: no-store` on everything, ONNX Runtime Web's files included.
-Caching them would give a session nothing: each session's page is a new
-browser context, whose HTTP cache and code cache (where V8 keeps compiled
-WebAssembly of modules over 128 KB compiled with instantiateStreaming, as
-ORT Web's are, once TurboFan has finished: v8.dev/blog/wasm-code-caching)
-start empty and in memory, and the page loads each file once. Measured on
-Chromium 156: the 14 MB ort-wasm-simd-threaded.wasm is fetched anew even by
-a second page of one fresh context; pages of a persistent profile, served
-the files from its disk cache with a cacheable header, started ORT Web
-about 0.1 s faster (median 0.93 s against 1.02 s, busy machine): the compile
-is lazy (60-180 ms of that start), so a session's cost is its renderer and
-ORT Web's own start, not the download or the compile.
+ONNX Runtime Web's files are served under /ort/<key>/, the key naming one
+installed dist/ (its path and its files' sizes and times), with
+`Cache-Control: immutable`: a kept browser's pages live in its persistent
+profile (agents.browser.session), whose disk cache keeps the 11-14 MB
+ort-wasm-*.wasm and with it V8's code cache of the compiled module (kept for
+modules over 128 KB compiled with instantiateStreaming, as ORT Web's are:
+v8.dev/blog/wasm-code-caching). Measured on Chromium 156: a page's ORT Web
+start fell from 0.72 s to 0.42 s, its renderer's CPU from 0.86 s to 0.39 s.
+An incognito-style browser context would not do: its in-memory cache keeps
+no entry that large (the wasm was fetched anew by every page of one). The
+page records whether its runtime came from the cache (runner.js). Everything
+else (the job, the model, probe inputs and outputs, the harness's own page)
+is `no-store`: one URL serves a different job each session.
+
+One server per kept browser, rebound to each session (`serve`), so its pages
+share one origin and so one cache partition and URL per file; sessions are
+kept apart by clearing the origin's storage before each page
+(session.BrowserPage). Nagle's algorithm is off: a response's headers and
+body are two writes, and with it on every small file waited out the
+browser's delayed ACK (about 45 ms a request on Linux loopback, nine
+requests a session).
 """
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import json
+import os
 import threading
 import urllib.parse
 from pathlib import Path
@@ -37,7 +48,16 @@ _TYPES = {
     ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
     ".mjs": "text/javascript; charset=utf-8", ".wasm": "application/wasm", ".json": "application/json",
 }
-_CHUNK = 1 << 20
+
+
+def dist_key(dist: Path) -> str:
+    """A name for one installed dist/ that changes when its files do: the
+    cache must never serve one release's files for another's URL."""
+    h = hashlib.sha256(str(dist).encode())
+    for entry in sorted(os.scandir(dist), key=lambda e: e.name):
+        st = entry.stat()
+        h.update(f"|{entry.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
 
 
 class PageServer:
@@ -47,14 +67,9 @@ class PageServer:
                  extra_files: Optional[Mapping[str, bytes]] = None,
                  inputs: Optional[list[Mapping[str, np.ndarray]]] = None,
                  config: Optional[dict] = None):
-        self.ort_dist = ort_dist.resolve() if ort_dist else None
-        self.model_path = model_path
-        self.extra = dict(extra_files or {})
-        self.inputs = list(inputs or [])
-        self.config = dict(config or {})
-        self.outputs: dict[int, dict[str, np.ndarray]] = {}
-        self.requests: list[str] = []
         self._lock = threading.Lock()
+        self._dists: dict[str, Path] = {}
+        self.serve(ort_dist, model_path, extra_files, inputs, config)
         handler = _make_handler(self)
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
@@ -65,6 +80,25 @@ class PageServer:
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02},
                                         name="page-server", daemon=True)
         self._thread.start()
+
+    def serve(self, ort_dist: Optional[Path] = None, model_path: Optional[Path] = None,
+              extra_files: Optional[Mapping[str, bytes]] = None,
+              inputs: Optional[list[Mapping[str, np.ndarray]]] = None,
+              config: Optional[dict] = None) -> None:
+        """What the next page gets: one session's job. `config["ortBase"]`
+        is set to where this dist's files are."""
+        with self._lock:
+            self.model_path = model_path
+            self.extra = dict(extra_files or {})
+            self.inputs = list(inputs or [])
+            self.config = dict(config or {})
+            self.outputs: dict[int, dict[str, np.ndarray]] = {}
+            self.requests: list[str] = []
+            if ort_dist is not None:
+                dist = ort_dist.resolve()
+                key = dist_key(dist)
+                self._dists[key] = dist
+                self.config["ortBase"] = f"/ort/{key}/"
 
     def close(self) -> None:
         self.httpd.shutdown()
@@ -78,33 +112,32 @@ class PageServer:
 def _make_handler(srv: PageServer) -> Callable:
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # socketserver.StreamRequestHandler sets TCP_NODELAY when this is
+        # true (Lib/socketserver.py, every Python 3 release): see above.
+        disable_nagle_algorithm = True
 
         def log_message(self, *args) -> None:  # quiet: the runner's stdout is its progress channel
             pass
 
-        def _headers(self, status: int, ctype: str, length: int) -> None:
+        def _headers(self, status: int, ctype: str, length: int, immutable: bool = False) -> None:
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(length))
             self.send_header("Cross-Origin-Opener-Policy", "same-origin")
             self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
             self.send_header("Cross-Origin-Resource-Policy", "same-origin")
-            self.send_header("Cache-Control", "no-store")
+            self.send_header("Cache-Control", "public, max-age=31536000, immutable" if immutable else "no-store")
             self.end_headers()
 
         def _bytes(self, data: bytes, ctype: str = "application/octet-stream", status: int = 200) -> None:
             self._headers(status, ctype, len(data))
             self.wfile.write(data)
 
-        def _file(self, path: Path) -> None:
-            size = path.stat().st_size
-            self._headers(200, _TYPES.get(path.suffix, "application/octet-stream"), size)
+        def _file(self, path: Path, immutable: bool = False) -> None:
             with open(path, "rb") as fh:
-                while True:
-                    chunk = fh.read(_CHUNK)
-                    if not chunk:
-                        break
-                    self.wfile.write(chunk)
+                size = os.fstat(fh.fileno()).st_size
+                self._headers(200, _TYPES.get(path.suffix, "application/octet-stream"), size, immutable)
+                self.connection.sendfile(fh)  # os.sendfile where the platform has it
 
         def _not_found(self) -> None:
             self._bytes(b"not found", "text/plain", 404)
@@ -122,8 +155,8 @@ def _make_handler(srv: PageServer) -> Callable:
                     return self._bytes(json.dumps(srv.config).encode(), _TYPES[".json"])
                 if len(parts) == 2 and parts[0] == "harness":
                     return self._static(PAGE_DIR, parts[1])
-                if len(parts) == 2 and parts[0] == "ort" and srv.ort_dist is not None:
-                    return self._static(srv.ort_dist, parts[1])
+                if len(parts) == 3 and parts[0] == "ort" and parts[1] in srv._dists:
+                    return self._static(srv._dists[parts[1]], parts[2], immutable=True)
                 if path == "/model.onnx" and srv.model_path is not None:
                     return self._file(Path(srv.model_path))
                 if len(parts) == 1 and parts[0] in srv.extra:
@@ -137,11 +170,11 @@ def _make_handler(srv: PageServer) -> Callable:
             except (BrokenPipeError, ConnectionResetError):
                 return None
 
-        def _static(self, root: Path, name: str) -> None:
+        def _static(self, root: Path, name: str, immutable: bool = False) -> None:
             target = (root / name).resolve()
             if target.parent != root.resolve() or not target.is_file():
                 return self._not_found()
-            return self._file(target)
+            return self._file(target, immutable)
 
         def do_POST(self) -> None:
             split = urllib.parse.urlsplit(self.path)

@@ -130,6 +130,12 @@ def test_a_later_session_runs_in_a_fresh_page_of_the_kept_browser_with_the_place
     assert "placement" in first.details["timeline_s"] and "placement" not in later.details["timeline_s"]
     assert later.details["placement_from"].endswith("(later.s1)") and "placement_from" not in first.details
     assert later.placement == first.placement and later.placement.nodes_total > 0
+    # ONNX Runtime Web's files came from the kept profile's HTTP cache, and
+    # the record says so per file; the timer step was measured once.
+    files = later.details["ort_web_files"]
+    assert any(f.endswith(".wasm") for f in files) and set(files.values()) == {"cache"}, files
+    assert later.details["timer_resolution_from"] == "an earlier page of this browser"
+    assert later.details["timer_resolution_ms"] == first.details["timer_resolution_ms"] > 0
     # Another thread count is another target: its placement is learnt again.
     threads = "2" if first.options["num_threads"] != "2" else "1"
     other, phases3 = run(drv, model, "wasm", kit.images(1), options={"num_threads": threads}, job_id="later.t1")
@@ -150,6 +156,10 @@ def test_without_a_kept_browser_each_session_starts_its_own(tmp_path):
         assert a.details["browser_start"] == b.details["browser_start"] == "spawn"
         assert a.details["browser"]["kept"] is False and a.details["browser"]["pid"] != b.details["browser"]["pid"]
         assert b.placement == a.placement and b.details["placement_from"].endswith("(spawn.1)")
+        # A browser of its own has nothing cached and measures its timer itself.
+        for r in (a, b):
+            assert set(r.details["ort_web_files"].values()) == {"network"}, r.details["ort_web_files"]
+            assert r.details["timer_resolution_from"] == "this page"
     finally:
         spawned.close()
 

@@ -1,7 +1,8 @@
-"""A kept Chromium and its pages: every session's page is a fresh browser
-context, so nothing one page stored (storage, cookies, IndexedDB, globals)
-is seen by the next on the same origin; and the pool keys browsers by
-executable, its build and flags."""
+"""A kept Chromium and its pages: every session's page is a new tab whose
+origin's storage is cleared first, so nothing one page stored (storage,
+cookies, IndexedDB, Cache Storage, globals) is seen by the next on the same
+origin, while ONNX Runtime Web's files stay in the profile's cache; and the
+pool keys browsers by executable, its build and flags."""
 
 from __future__ import annotations
 
@@ -56,11 +57,39 @@ def test_a_page_sees_nothing_an_earlier_page_of_the_same_origin_left(browser):
         try:
             assert second.page.evaluate(READ) == EMPTY
             assert second.page.evaluate("() => crossOriginIsolated") is True
+            second.page.evaluate(WRITE)
         finally:
             second.close()
+        # The tab that clears storage closed under it: another one clears.
+        for tab in browser.profile.pages:
+            tab.close()
+        third = BrowserPage(browser, srv.url)
+        try:
+            assert third.page.evaluate(READ) == EMPTY
+        finally:
+            third.close()
     finally:
         srv.close()
-    assert browser.pages >= 2 and browser.dead() == ""
+    assert browser.pages >= 3 and browser.dead() == ""
+
+
+def test_a_page_error_while_the_page_opens_is_captured(browser):
+    """Console and page errors are taken at the profile's level, so what a
+    page reports before its Page object reaches the driver is kept."""
+    from agents.browser.server import PageServer
+    from agents.browser.session import BrowserPage
+
+    srv = PageServer()
+    script = "console.error('early-' + location.port); window.addEventListener('load', () => { throw new Error('boom-at-load'); });"
+    try:
+        page = BrowserPage(browser, srv.url, init_script=script)
+        try:
+            assert ("error", f"early-{srv.port}") in page.console.lines
+            assert any("boom-at-load" in e for e in page.console.page_errors)
+        finally:
+            page.close()
+    finally:
+        srv.close()
 
 
 def test_pool_keys_browsers_by_executable_build_and_flags(tmp_path):

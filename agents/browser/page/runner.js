@@ -12,7 +12,7 @@ const TYPED = {
 // The host driver's option names -> ORT Web's graphOptimizationLevel values.
 const OPT_LEVELS = { disable: "disabled", basic: "basic", extended: "extended", all: "all" };
 
-const state = { ort: null, cfg: null, model: null, init: null, feeds: [], session: null, fallbackRuns: 0 };
+const state = { ort: null, cfg: null, model: null, init: null, starting: null, feeds: [], session: null, fallbackRuns: 0 };
 
 function mark(text) {
   // Delimits console output per phase for the Python side.
@@ -25,8 +25,8 @@ async function fetchBytes(url) {
   return await r.arrayBuffer();
 }
 
-async function loadOrt(bundle) {
-  const url = `/ort/${bundle}`;
+async function loadOrt(base, bundle) {
+  const url = `${base}${bundle}`;
   if (bundle.endsWith(".mjs")) return await import(url);
   // Releases without ES modules: a classic script defining globalThis.ort.
   await new Promise((resolve, reject) => {
@@ -122,16 +122,20 @@ window.harness = {
   async setup() {
     const cfg = await (await fetch("/job.json")).json();
     state.cfg = cfg;
-    const ort = await loadOrt(cfg.bundle);
+    const ort = await loadOrt(cfg.ortBase, cfg.bundle);
     if (!ort || !ort.InferenceSession) throw new Error(`${cfg.bundle} does not define the ort API`);
     state.ort = ort;
-    ort.env.wasm.wasmPaths = "/ort/";
+    ort.env.wasm.wasmPaths = cfg.ortBase;
     ort.env.wasm.numThreads = cfg.numThreads;
     // Run on the page's main thread, as an app without a worker does.
     ort.env.wasm.proxy = false;
     ort.env.logLevel = "warning";
-    state.model = await fetchBytes("/model.onnx");
     state.init = await fetchBytes("/init.onnx");
+    // The runtime starts (WebAssembly instantiate, ORT's own init) while the
+    // model and inputs download; initRuntime() waits for it. A promise that
+    // settles as a value, so a failure is reported by initRuntime, not here.
+    state.starting = create(state.init).then((v) => ({ v }), (e) => ({ e }));
+    state.model = await fetchBytes("/model.onnx");
     state.feeds = [];
     for (let i = 0; i < cfg.inputs.length; i++) {
       const feed = {};
@@ -152,10 +156,19 @@ window.harness = {
 
   // Runtime start-up (WebAssembly compile, EP and device init) on a one-node
   // model, so the model's own session create is timed apart from it.
+  // Also says which of ONNX Runtime Web's files came from the HTTP cache
+  // (Resource Timing: transferSize 0 with a body, W3C Resource Timing Level 2;
+  // Chromium 54+), and so whether V8 could take the compiled WebAssembly
+  // from its code cache instead of compiling it.
   async initRuntime() {
-    const [s, ms] = await create(state.init);
+    const started = await state.starting;
+    if (started.e) throw started.e;
+    const [s, ms] = started.v;
     await s.release();
-    return ms;
+    const files = performance.getEntriesByType("resource")
+      .filter((e) => new URL(e.name).pathname.startsWith(state.cfg.ortBase))
+      .map((e) => ({ file: new URL(e.name).pathname.slice(state.cfg.ortBase.length), fromCache: e.transferSize === 0 && e.decodedBodySize > 0 }));
+    return { ms, files };
   },
 
   wasmBytes() {
