@@ -338,15 +338,17 @@ def _return_large_buffers_to_the_os() -> None:
     buffers of a few MiB come from per-thread arenas that keep them when
     freed: an agent that has taken a few large jobs on many threads then
     stays hundreds of MiB above its baseline. A fixed threshold keeps every
-    buffer above it mmapped, and returned to the system when freed."""
+    buffer above it mmapped, and returned to the system when freed; the
+    trim threshold bounds what a heap keeps of the smaller ones."""
     if not sys.platform.startswith("linux"):
         return
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc
         return
-    m_mmap_threshold = -3  # <malloc.h>
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
     mallopt(m_mmap_threshold, limits.MALLOC_MMAP_THRESHOLD_BYTES)
+    mallopt(m_trim_threshold, limits.MALLOC_TRIM_THRESHOLD_BYTES)
 
 
 def start(config: AgentConfig) -> RunningAgent:
