@@ -25,6 +25,7 @@ from typing import Callable, Iterable, Optional
 
 from harness.kernel import limits
 from harness.kernel.formats import MODEL_FORMATS
+from harness.kernel.modelfile import hash_file
 
 from agents.inbound import DIGEST
 
@@ -213,11 +214,7 @@ class Upload:
         # Hashed as the bytes arrive (hashlib drops the GIL on large
         # updates), not re-read at the end: that was 0.15 s of a 200 MB
         # upload's tail. A resumed upload hashes what it already holds first.
-        self._hash = hashlib.sha256()
-        if self.received:
-            with open(self.part, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    self._hash.update(block)
+        self._hash = hash_file(self.part, hashlib.sha256()) if self.received else hashlib.sha256()
 
     def write(self, data: bytes) -> None:
         if self.received + len(data) > self.size:

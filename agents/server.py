@@ -333,22 +333,18 @@ def server_options() -> list:
 
 
 def _return_large_buffers_to_the_os() -> None:
-    """glibc raises its mmap threshold after the first large buffer is freed
-    (up to 32 MiB, see mallopt(3) M_MMAP_THRESHOLD), after which request
-    buffers of a few MiB come from per-thread arenas that keep them when
-    freed: an agent that has taken a few large jobs on many threads then
-    stays hundreds of MiB above its baseline. A fixed threshold keeps every
-    buffer above it mmapped, and returned to the system when freed; the
+    """glibc raises its mmap threshold as large buffers are freed (up to
+    32 MiB, mallopt(3) M_MMAP_THRESHOLD), so request buffers of a few MiB
+    came from per-thread arenas that kept them: an agent that had taken a
+    few large jobs stayed hundreds of MiB above its baseline. A fixed
+    threshold keeps every buffer above it mmapped (returned when freed); the
     trim threshold bounds what a heap keeps of the smaller ones."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc
+    libc = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
+    if libc is None or not hasattr(libc, "mallopt"):  # not glibc
         return
     m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-    mallopt(m_mmap_threshold, limits.MALLOC_MMAP_THRESHOLD_BYTES)
-    mallopt(m_trim_threshold, limits.MALLOC_TRIM_THRESHOLD_BYTES)
+    libc.mallopt(m_mmap_threshold, limits.MALLOC_MMAP_THRESHOLD_BYTES)
+    libc.mallopt(m_trim_threshold, limits.MALLOC_TRIM_THRESHOLD_BYTES)
 
 
 def start(config: AgentConfig) -> RunningAgent:

@@ -158,7 +158,9 @@ class Browser:
             self.product = self._cdp.send("Browser.getVersion")
             # The persistent profile (the default context) holds every page:
             # see BrowserPage. Console and page errors are taken at its level,
-            # so what a page logs before its Page object reaches us is kept.
+            # so what a page logs before its Page object reaches us is kept
+            # (BrowserContext events "console" since Playwright 1.34,
+            # "weberror" since 1.38; pyproject asks for 1.40 or newer).
             self.profile = self.browser.contexts[0]
             self._consoles: dict = {}
             self.profile.on("console", lambda m: self._console(m.page).add(m.type, m.text))
@@ -178,7 +180,8 @@ class Browser:
     def open_page(self, url: str, init_script: Optional[str] = None):
         """A new tab at `url` in the profile, its storage cleared first; the
         Playwright Page, once its load event has fired. Opened by DevTools'
-        Target.createTarget with the URL (not a tab at about:blank that then
+        Target.createTarget with the URL (a stable command of the protocol;
+        no browserContextId: the default context) (not a tab at about:blank that then
         navigates, as Page.new_page does): the page's renderer is then the
         first and only one the tab starts, about 20 ms less per session."""
         if init_script and init_script not in self._scripts:
@@ -261,9 +264,11 @@ class BrowserPage:
     before the page opens (Browser.clear_origin): the origin's storage of every kind
     (Storage.clearDataForOrigin with storageTypes "all": cookies, local and
     session storage, IndexedDB, Cache Storage, service workers, file systems,
-    shared storage, storage buckets; DevTools protocol, Storage domain, in
-    every Chromium this driver supports) and the profile's cookies (host-keyed,
-    so not only the origin's). The HTTP cache and code cache are not storage
+    shared storage, storage buckets; Chromium's
+    content/browser/devtools/protocol/storage_handler.cc, there since 2016, a
+    domain the protocol marks experimental, so the session test checks every
+    kind on the Chromium it runs) and the profile's cookies (host-keyed, so
+    not only the origin's). The HTTP cache and code cache are not storage
     there and stay; the page itself is a new renderer process with its own
     heaps."""
 

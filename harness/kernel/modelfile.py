@@ -53,11 +53,15 @@ class ModelInfo:
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
+    return hash_file(path, hashlib.sha256()).hexdigest()
+
+
+def hash_file(path: Path, h):
+    """`h` updated with the file's bytes, read a MiB at a time."""
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
-    return h.hexdigest()
+    return h
 
 
 def _dims(value_info) -> tuple[Dim, ...]:
