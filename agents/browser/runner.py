@@ -126,9 +126,13 @@ def job(jd: Path, browser: Browser, t0: float, about: dict, kept_server=None) ->
     except PageFailed as exc:
         kind = exc.kind if exc.kind != "page_error" else classify(exc.message)
         result["error"] = {"stage": result.get("_stage", "runner"), "kind": kind, "message": exc.message}
-    except Exception as exc:  # a result, never a crash
-        result["error"] = {"stage": result.get("_stage", "runner"), "kind": "runner_error",
-                           "message": f"{type(exc).__name__}: {exc}\n" + traceback.format_exc(limit=3)[-1500:]}
+    except Exception as exc:  # a result, never a crash of the runner
+        dead = browser.dead()  # Playwright's own error because the browser went away
+        if dead:
+            result["error"] = {"stage": result.get("_stage", "runner"), "kind": "crash", "message": dead}
+        else:
+            result["error"] = {"stage": result.get("_stage", "runner"), "kind": "runner_error",
+                               "message": f"{type(exc).__name__}: {exc}\n" + traceback.format_exc(limit=3)[-1500:]}
     result.pop("_t0", None)
     jobdir.finish(jd, result, outputs)
     return 0

@@ -222,10 +222,16 @@ class Browser:
     def pid(self) -> int:
         return self.proc.pid
 
-    def dead(self, ask: bool = False) -> str:
+    def dead(self, ask: bool = False, wait_s: float = 0.0) -> str:
         """Why this browser cannot serve another page, or ''. `ask`: also a
         DevTools round trip (a millisecond), which a browser killed a moment
-        ago but not yet reaped cannot answer."""
+        ago but not yet reaped cannot answer. `wait_s`: first wait that long
+        for the process to exit."""
+        if wait_s:
+            try:
+                self.proc.wait(wait_s)
+            except subprocess.TimeoutExpired:
+                pass
         if self.proc.poll() is None and self.browser.is_connected() and ask:
             try:
                 self._cdp.send("Browser.getVersion")
@@ -302,13 +308,22 @@ class BrowserPage:
         a step may take as long as the job allows, and the agent kills the
         process holding the browser (and the browser with it) at the job's
         time limit."""
+        return self._guard(self.page.evaluate, "([f, a]) => window.harness[f](...a)", [name, list(args)])
+
+    def _guard(self, fn, *args: Any) -> Any:
+        """fn(*args) with Playwright's errors as PageFailed: a crash when the
+        page's renderer died or the browser is gone (Playwright then raises
+        TargetClosedError from whichever call was in flight, a page call or a
+        CDP one), else the page's own message."""
         try:
-            return self.page.evaluate("([f, a]) => window.harness[f](...a)", [name, list(args)])
+            return fn(*args)
         except Exception as exc:
             text = str(exc)
             if self.crashed or "Target crashed" in text:
                 raise PageFailed("crash", "the page crashed (its renderer process died)") from None
-            dead = self.owner.dead()
+            # A killed browser's DevTools socket closes a moment before the
+            # process can be reaped: a closed target waits for the exit.
+            dead = self.owner.dead(wait_s=2.0 if "has been closed" in text else 0.0)
             if dead:
                 raise PageFailed("crash", dead) from None
             raise PageFailed("page_error", _page_message(text)) from None
@@ -319,10 +334,10 @@ class BrowserPage:
         100 µs without), which decides how short a latency the samples can
         resolve. Measured in the browser's first page of this isolation
         (200,000 reads, 30-40 ms) and taken from there after."""
-        iso = bool(self.page.evaluate("() => crossOriginIsolated === true"))
+        iso = bool(self._guard(self.page.evaluate, "() => crossOriginIsolated === true"))
         if iso in self.owner.timer_steps:
             return self.owner.timer_steps[iso], "an earlier page of this browser"
-        step = float(self.page.evaluate(
+        step = float(self._guard(self.page.evaluate,
             "() => { let best = Infinity, last = performance.now();"
             " for (let i = 0; i < 200000 && best > 0.0005; i++) { const t = performance.now();"
             " if (t > last) { best = Math.min(best, t - last); last = t; } } return best; }"))
@@ -335,7 +350,8 @@ class BrowserPage:
         the renderer, and Playwright rejects only its own calls on a crash),
         so a page call goes first: it raises at once if the renderer died."""
         self.call("now")
-        metrics = {m["name"]: m["value"] for m in self.cdp.send("Performance.getMetrics")["metrics"]}
+        got = self._guard(self.cdp.send, "Performance.getMetrics")  # the browser may die in between
+        metrics = {m["name"]: m["value"] for m in got["metrics"]}
         return int(metrics.get("JSHeapUsedSize", 0)), int(metrics.get("JSHeapTotalSize", 0))
 
     def close(self) -> None:

@@ -107,3 +107,53 @@ def test_pool_keys_browsers_by_executable_build_and_flags(tmp_path):
     assert rebuilt is not plain and list(pool._keepers.values()) == [rebuilt]
     assert Pool(tmp_path / "w2", enabled=False).get(str(exe), ()) is None
     pool.close()
+
+
+@pytest.mark.parametrize("reading", ["js_heap", "timer_resolution_ms"])
+def test_a_browser_killed_between_a_page_call_and_the_next_reading_is_a_crash(tmp_path, reading):
+    """The browser dies after the page has answered and before a CDP or
+    evaluate call of a reading: Playwright raises TargetClosedError there,
+    which is the session's crash (not a runner error)."""
+    kit.need_browser()
+    from concurrent.futures import ThreadPoolExecutor
+
+    # A thread of its own: Playwright's sync API runs one instance per
+    # thread, and the module's browser holds this one.
+    with ThreadPoolExecutor(1) as pool:
+        kind, message = pool.submit(_kill_between, tmp_path, reading).result(timeout=120)
+    assert kind == "crash" and "the browser exited" in message, (kind, message)
+
+
+def _kill_between(tmp_path, reading) -> tuple[str, str]:
+    import signal
+
+    from agents.browser import locate
+    from agents.browser.server import PageServer
+    from agents.browser.session import Browser, BrowserPage, PageFailed
+
+    b = Browser(locate.find_chromium().path, tmp_path / "kept")
+    srv = PageServer()
+    try:
+        page = BrowserPage(b, srv.url)
+        real_call = page.call
+
+        def call_then_kill(name, *args):  # the page answers, then the browser goes
+            out = real_call(name, *args)
+            os.kill(b.pid, signal.SIGKILL)
+            return out
+
+        page.call = call_then_kill
+        try:
+            if reading == "js_heap":
+                page.js_heap()
+            else:
+                os.kill(b.pid, signal.SIGKILL)
+                page.timer_resolution_ms()
+        except PageFailed as exc:
+            return exc.kind, exc.message
+        finally:
+            page.close()
+        return "", "no failure"
+    finally:
+        srv.close()
+        b.close()
