@@ -96,6 +96,17 @@ class Boundary(grpc.ServerInterceptor):
         self.watchdog, self.receive_s = watchdog, receive_s
         self.open_prefixes = open_prefixes
         self._slots = {c.name: threading.BoundedSemaphore(c.limit) for c in [*self.classes.values(), default]}
+        self._serving = 0  # admitted calls in progress, health checks aside
+        self._serving_lock = threading.Lock()
+
+    def serving(self) -> int:
+        """Calls being served now, other than health checks and watches
+        (a controller may hold a health watch open for as long as it runs)."""
+        return self._serving
+
+    def _count(self, step: int) -> None:
+        with self._serving_lock:
+            self._serving += step
 
     def intercept_service(self, continuation, details):
         handler = continuation(details)
@@ -104,7 +115,7 @@ class Boundary(grpc.ServerInterceptor):
         method = details.method
         cls = self.classes.get(method, self.default)
         why = self._unauthorized(details)
-        return self._wrap(handler, cls, method.rsplit("/", 1)[-1], why)
+        return self._wrap(handler, cls, method.rsplit("/", 1)[-1], why, not method.startswith(self.open_prefixes))
 
     # -- checks -----------------------------------------------------------------------
     def _unauthorized(self, details) -> Optional[str]:
@@ -145,7 +156,8 @@ class Boundary(grpc.ServerInterceptor):
         return request
 
     # -- handlers ---------------------------------------------------------------------
-    def _wrap(self, h: grpc.RpcMethodHandler, cls: MethodClass, name: str, unauthorized: Optional[str]):
+    def _wrap(self, h: grpc.RpcMethodHandler, cls: MethodClass, name: str, unauthorized: Optional[str],
+              counted: bool):
         parse = h.request_deserializer
 
         def deserialize(raw: bytes):
@@ -170,12 +182,16 @@ class Boundary(grpc.ServerInterceptor):
             def request_of(raw, context):
                 return self._first(raw, context, cls, name)
 
+        step = 1 if counted else 0
+
         if not h.response_streaming:
             def unary(raw, context):
                 slots = self._admit(context, cls, name, unauthorized)
+                self._count(step)
                 try:
                     return behavior(request_of(raw, context), context)
                 finally:
+                    self._count(-step)
                     slots.release()
 
             return grpc.stream_unary_rpc_method_handler(unary, request_deserializer=deserialize,
@@ -183,9 +199,11 @@ class Boundary(grpc.ServerInterceptor):
 
         def streaming(raw, context):
             slots = self._admit(context, cls, name, unauthorized)
+            self._count(step)
             try:
                 yield from behavior(request_of(raw, context), context)
             finally:
+                self._count(-step)
                 slots.release()
 
         return grpc.stream_stream_rpc_method_handler(streaming, request_deserializer=deserialize,

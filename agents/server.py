@@ -10,10 +10,8 @@ agents.options (target options) before anything is queued; the RPC boundary
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import socket
-import sys
 import tempfile
 import threading
 import time
@@ -25,7 +23,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from agents import contract, inbound, options, registry, uploads
+from agents import contract, heap, inbound, options, registry, uploads
 from agents.boundary import Boundary, MethodClass, Watchdog
 from agents.cache import ModelCache
 from agents.inventory import Inventory
@@ -289,10 +287,11 @@ class RunningAgent:
 
 
 class Janitor:
-    """Ends jobs that waited too long in a queue and removes partial uploads
-    nobody resumed, every JANITOR_INTERVAL_S."""
+    """Ends jobs that waited too long in a queue, removes partial uploads
+    nobody resumed and gives back the heap's free memory once idle
+    (agents.heap), every JANITOR_INTERVAL_S."""
 
-    def __init__(self, jobs: JobTable, cache: ModelCache):
+    def __init__(self, jobs: JobTable, cache: ModelCache, trim: "heap.IdleTrim"):
         self._stop = threading.Event()
 
         def loop():
@@ -300,6 +299,7 @@ class Janitor:
                 try:
                     jobs.expire_waiting()
                     cache.expire_partials()
+                    trim.tick()
                 except Exception:
                     log.exception("janitor")
 
@@ -332,24 +332,9 @@ def server_options() -> list:
     ]
 
 
-def _return_large_buffers_to_the_os() -> None:
-    """glibc raises its mmap threshold as large buffers are freed (up to
-    32 MiB, mallopt(3) M_MMAP_THRESHOLD), so request buffers of a few MiB
-    came from per-thread arenas that kept them: an agent that had taken a
-    few large jobs stayed hundreds of MiB above its baseline. A fixed
-    threshold keeps every buffer above it mmapped (returned when freed); the
-    trim threshold bounds what a heap keeps of the smaller ones."""
-    libc = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
-    if libc is None or not hasattr(libc, "mallopt"):  # not glibc
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-    libc.mallopt(m_mmap_threshold, limits.MALLOC_MMAP_THRESHOLD_BYTES)
-    libc.mallopt(m_trim_threshold, limits.MALLOC_TRIM_THRESHOLD_BYTES)
-
-
 def start(config: AgentConfig) -> RunningAgent:
     custom_ops = options.configured_libraries(config.custom_ops)
-    _return_large_buffers_to_the_os()
+    heap.configure()
     drivers = {}
     for name in config.drivers:
         drivers[name] = registry.load_driver(name, config.driver_config.get(name, {}))
@@ -363,9 +348,10 @@ def start(config: AgentConfig) -> RunningAgent:
     # Every admitted call has a thread of its own, so nothing waits in the
     # executor's queue; the headroom answers refusals at once.
     workers = sum(c.limit for c in {c.name: c for c in [*classes.values(), other]}.values()) + limits.RPC_HEADROOM
+    boundary = Boundary(classes, other, config.token, watchdog, limits.REQUEST_RECEIVE_S)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
-        interceptors=[Boundary(classes, other, config.token, watchdog, limits.REQUEST_RECEIVE_S)],
+        interceptors=[boundary],
         options=server_options(),
         maximum_concurrent_rpcs=workers,
     )
@@ -383,7 +369,8 @@ def start(config: AgentConfig) -> RunningAgent:
     for svc in ("", SERVICE_NAME):
         health_servicer.set(svc, health_pb2.HealthCheckResponse.SERVING)
     host = config.listen.rsplit(":", 1)[0]
-    return RunningAgent(server, port, f"{host}:{port}", servicer, health_servicer, drivers, Janitor(jobs, cache))
+    trim = heap.IdleTrim(lambda: boundary.serving() > 0 or bool(jobs.busy_lanes()))
+    return RunningAgent(server, port, f"{host}:{port}", servicer, health_servicer, drivers, Janitor(jobs, cache, trim))
 
 
 def _server_credentials(tls: Mapping[str, str]) -> grpc.ServerCredentials:

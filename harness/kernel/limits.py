@@ -222,7 +222,7 @@ MAX_OPTION_VALUE_CHARS = 256
 # Thread-count options (intra/inter-op threads, EP thread pools).
 MAX_THREADS = 256
 # Buffers above this are mmapped and go back to the system when freed (the
-# agent fixes glibc's otherwise self-raising threshold; see agents.server).
+# agent fixes glibc's otherwise self-raising threshold; see agents.heap).
 # Above an upload chunk and its framing, so a deploy's chunk buffers are
 # reused from the heap: at 1 MiB every chunk was a fresh mapping, faulted in
 # and zeroed, half the agent's CPU in a 200 MB deploy (250 against 320 MB/s).
@@ -231,6 +231,10 @@ MALLOC_MMAP_THRESHOLD_BYTES = 4 * MiB
 # few chunks' worth, so one deploy's buffers stay mapped between chunks (at
 # glibc's 128 KiB every freed chunk was trimmed and faulted in again).
 MALLOC_TRIM_THRESHOLD_BYTES = 8 * MiB
+# An idle agent whose resident memory grew this much since its last trim
+# gives the free memory inside its heaps back (agents.heap): a burst of
+# large or refused requests otherwise leaves 100+ MiB free but held.
+HEAP_TRIM_GROWTH_BYTES = 16 * MiB
 
 # --- quantisation -----------------------------------------------------------
 # Calibration batches fed to static quantisation: ONNX Runtime's calibrators

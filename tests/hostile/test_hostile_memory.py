@@ -110,7 +110,9 @@ def test_oversized_upload_chunks_are_refused_without_holding_memory(new_agent, c
     assert top < 256 * MiB, f"resident memory peaked {top / MiB:.0f} MiB above the start"
     assert agent.leftovers() == [], "a refused chunk left a partial file"
     agent.assert_alive()
-    assert agent.settled_rss() - before < 160 * MiB
+    # Idle again, the agent gives back what its heaps held free (agents.heap):
+    # without that it sat 30-170 MiB above the start here, with it 2-27 MiB.
+    assert agent.settled_rss() - before < 64 * MiB
 
 
 def test_probes_over_the_documented_limit_are_refused(sim_agent, digest):
