@@ -296,16 +296,40 @@ def _tree_cpu(group) -> float:
     return total
 
 
-def _attach_cost(ws: str) -> float:
-    """What a runner process per session attaching to the kept browser over
+def _attach_cost(tmp: Path, rounds: int) -> list[float]:
+    """What a runner process per session attaching to a kept browser over
     CDP would pay before its page: Python with the runner's imports,
-    Playwright's Node.js driver, connect_over_cdp."""
-    code = ("import agents.browser.runner, agents.browser.server\n"
-            "from playwright.sync_api import sync_playwright\n"
-            f"p = sync_playwright().start(); b = p.chromium.connect_over_cdp({ws!r}); p.stop()\n")
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, capture_output=True, timeout=120)
-    return time.perf_counter() - t0
+    Playwright's Node.js driver, connect_over_cdp. Measured on a Chromium of
+    its own with a debugging port (the design this weighs; the agent's own
+    browsers take one DevTools client, through a pipe)."""
+    from agents.browser import locate
+    from agents.browser.session import BASE_ARGS
+
+    profile = tmp / "attach-profile"
+    profile.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([locate.find_chromium().path, *BASE_ARGS, f"--user-data-dir={profile}",
+                             "--remote-debugging-port=0", "about:blank"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        port_file = profile / "DevToolsActivePort"  # written once DevTools listens: port, then path
+        deadline = time.monotonic() + 60
+        while len(port_file.read_text().split() if port_file.exists() else []) < 2:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("the attach-cost Chromium did not open its DevTools port")
+            time.sleep(0.05)
+        port, path = port_file.read_text().split()[:2]
+        code = ("import agents.browser.runner, agents.browser.server\n"
+                "from playwright.sync_api import sync_playwright\n"
+                f"p = sync_playwright().start(); b = p.chromium.connect_over_cdp('ws://127.0.0.1:{port}{path}'); p.stop()\n")
+        out = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, capture_output=True, timeout=120)
+            out.append(time.perf_counter() - t0)
+        return out
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def _browser_rows(tmp: Path, quick: bool) -> list[Row]:
@@ -339,8 +363,7 @@ def _browser_rows(tmp: Path, quick: bool) -> list[Row]:
                         splits.append({**res.details["timeline_s"], "wall": wall,
                                        "cached": set(res.details.get("ort_web_files", {}).values()) == {"cache"}})
                 loads.append(os.getloadavg()[0])
-        ws = next(iter(drivers["kept"].pool._keepers.values())).info["ws"]
-        attach = [_attach_cost(ws) for _ in range(1 if quick else 2)]
+        attach = _attach_cost(tmp, 1 if quick else 2)
     finally:
         for drv in drivers.values():
             drv.close()

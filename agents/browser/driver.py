@@ -69,8 +69,10 @@ class BrowserDriver:
         return [i for i in have if any(i.version == v or i.version.startswith(v + ".") for v in self.offered)]
 
     def available(self) -> tuple[bool, str]:
-        if importlib.util.find_spec("playwright") is None:
-            return False, "Python Playwright is not installed: `pip install 'harness[browser]'` (or `pip install playwright`)"
+        missing = [m for m in ("playwright", "websockets") if importlib.util.find_spec(m) is None]
+        if missing:
+            return False, (f"the Python package{'s' if len(missing) > 1 else ''} {' and '.join(missing)}"
+                           f" {'are' if len(missing) > 1 else 'is'} not installed: `pip install 'harness[browser]'`")
         found = self._chromium()
         if not found.path:
             return False, found.reason

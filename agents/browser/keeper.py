@@ -63,7 +63,7 @@ _launches = itertools.count(1)
 
 def _launch(spec: dict, work: Path) -> Browser:
     """A browser in a new profile folder: one relaunched after a death
-    starts from nothing the dead one left (its DevTools port file, locks)."""
+    starts from nothing the dead one left (its locks)."""
     for old in work.glob("launch-*"):
         shutil.rmtree(old, ignore_errors=True)
     folder = work / f"launch-{next(_launches)}"
@@ -89,7 +89,7 @@ def main(argv: list[str]) -> int:
     except Exception as exc:
         _say({"keeper": "failed", "message": f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"})
         return 3
-    _say({"keeper": "ready", "pid": browser.pid, "ws": browser.ws, "launch_s": round(browser.launch_s, 3),
+    _say({"keeper": "ready", "pid": browser.pid, "launch_s": round(browser.launch_s, 3),
           "product": browser.product.get("product", browser.version), "argv": browser.argv[1:]})
     try:
         for line in sys.stdin:

@@ -1,7 +1,8 @@
 """Chromium driven by Playwright: one browser, and a fresh page per session.
 
 `Browser` starts Chromium as a plain child of the process that holds it
-(its process group) and attaches Playwright over CDP. Playwright's own
+(its process group) and attaches Playwright over CDP, through a pipe and
+not a port (devtools_pipe.py). Playwright's own
 `launch()` would put the browser in a process group of its own, which a
 whole-group kill on timeout or cancel would miss; started this way, killing
 the holder's group takes every browser process with it. The flags are ours
@@ -93,35 +94,34 @@ def ort_log_lines(lines: list[tuple[str, str]]) -> list[str]:
     return [t for _, t in lines if _ORT_LOG.match(t)]
 
 
+# Chromium reads DevTools from fd 3 and writes to fd 4 (devtools_pipe.py);
+# Popen maps only 0-2, so a POSIX shell moves the pipes there and gives the
+# browser /dev/null for stdin and its log for stdout, then execs it (one
+# process, the pid Popen returned).
+_TO_FDS_3_4 = 'exec 3<&0 4>&1 0</dev/null 1>&2; exec "$@"'
+
+
 def start_chromium(executable: str, profile_dir: Path, log_path: Path, extra_args: tuple[str, ...] = ()):
-    """Start Chromium with a DevTools port; returns (process, ws endpoint, argv)."""
+    """Start Chromium with DevTools on a pipe, no port (devtools_pipe.py);
+    returns (process, the relay, argv)."""
+    from agents.browser.devtools_pipe import DevToolsPipe
+
     profile_dir.mkdir(parents=True, exist_ok=True)
-    port_file = profile_dir / "DevToolsActivePort"
-    port_file.unlink(missing_ok=True)  # a killed browser's would name its dead port
-    argv = [executable, *BASE_ARGS, *extra_args, f"--user-data-dir={profile_dir}", "--remote-debugging-port=0",
+    argv = [executable, *BASE_ARGS, *extra_args, f"--user-data-dir={profile_dir}", "--remote-debugging-pipe",
             "about:blank"]
+    pipe = DevToolsPipe()
     log = open(log_path, "wb")
     try:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        stdin, stdout = pipe.child_fds()
+        proc = subprocess.Popen(["/bin/sh", "-c", _TO_FDS_3_4, "sh", *argv], stdin=stdin, stdout=stdout,
+                                stderr=log)
+    except BaseException:
+        pipe.close()
+        raise
     finally:
         log.close()
-    # Chromium writes the port it bound, then the browser target's path, to
-    # DevToolsActivePort in the profile folder once DevTools listens.
-    deadline = time.monotonic() + limits.BROWSER_LAUNCH_TIMEOUT_S
-    while True:
-        if proc.poll() is not None:
-            raise PageFailed("browser_start", f"Chromium exited ({proc.returncode}) at start: {_tail(log_path)}")
-        try:
-            lines = port_file.read_text().split()
-        except OSError:
-            lines = []
-        if len(lines) >= 2:
-            return proc, f"ws://127.0.0.1:{lines[0]}{lines[1]}", argv
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise PageFailed("browser_start", f"Chromium did not open its DevTools port within "
-                                              f"{limits.BROWSER_LAUNCH_TIMEOUT_S:.0f} s: {_tail(log_path)}")
-        time.sleep(0.05)
+    pipe.started()
+    return proc, pipe, argv
 
 
 def _tail(path: Path, n: int = 1500) -> str:
@@ -143,7 +143,7 @@ class Browser:
 
         t0 = time.monotonic()
         self.log_path = work / "chromium.log"
-        self.proc, self.ws, self.argv = start_chromium(executable, work / "profile", self.log_path, extra_args)
+        self.proc, self.pipe, self.argv = start_chromium(executable, work / "profile", self.log_path, extra_args)
         self._pw = None
         self.pages = 0  # pages opened on this browser so far
         # performance.now()'s step, per crossOriginIsolated: the browser's
@@ -152,7 +152,8 @@ class Browser:
         self.timer_steps: dict[bool, float] = {}
         try:
             self._pw = sync_playwright().start()
-            self.browser = self._pw.chromium.connect_over_cdp(self.ws, timeout=limits.BROWSER_LAUNCH_TIMEOUT_S * 1000)
+            self.browser = self._pw.chromium.connect_over_cdp(self.pipe.serve(),
+                                                              timeout=limits.BROWSER_LAUNCH_TIMEOUT_S * 1000)
             self.version = self.browser.version
             self._cdp = self.browser.new_browser_cdp_session()
             self.product = self._cdp.send("Browser.getVersion")
@@ -167,8 +168,14 @@ class Browser:
             self.profile.on("weberror", lambda e: self._console(e.page).page_errors.append(str(e.error)))
             self._scripts: set[str] = set()
             self._helper = None  # the tab whose DevTools session clears storage
-        except Exception:
+        except Exception as exc:
+            exited = self.proc.poll()
             self.close()
+            if exited is not None:  # the relay's socket closed with it
+                raise PageFailed("browser_start", f"Chromium exited ({exited}) at start: {_tail(self.log_path)}") from None
+            if "Timeout" in type(exc).__name__:
+                raise PageFailed("browser_start", f"Chromium did not answer over DevTools within "
+                                                  f"{limits.BROWSER_LAUNCH_TIMEOUT_S:.0f} s: {_tail(self.log_path)}") from None
             raise
         self.launch_s = time.monotonic() - t0
 
@@ -257,6 +264,7 @@ class Browser:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.pipe.close()
 
 
 class BrowserPage:

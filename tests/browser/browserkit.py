@@ -24,8 +24,9 @@ SECOND_VERSION = "1.22.0"
 def skip_reason() -> str:
     from agents.browser import locate, runtimes
 
-    if importlib.util.find_spec("playwright") is None:
-        return "Python Playwright is not installed (pip install playwright)"
+    for module in ("playwright", "websockets"):
+        if importlib.util.find_spec(module) is None:
+            return f"the Python package {module} is not installed (pip install 'harness[browser]')"
     found = locate.find_chromium()
     if not found.path:
         return found.reason

@@ -157,3 +157,59 @@ def _kill_between(tmp_path, reading) -> tuple[str, str]:
     finally:
         srv.close()
         b.close()
+
+
+def test_the_browser_opens_no_port_and_its_devtools_relay_admits_only_its_own_client(browser):
+    """DevTools drives the whole browser (file:// pages as the agent's user),
+    so no other local user may reach it: Chromium listens on no port (its
+    DevTools is a pipe), and the loopback relay to it answers only its one
+    secret path, one client (ours), and no page Origin."""
+    import urllib.error
+    import urllib.request
+
+    import psutil
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    chromium = [psutil.Process(browser.pid), *psutil.Process(browser.pid).children(recursive=True)]
+    listening = [c.laddr for p in chromium for c in p.net_connections(kind="all") if c.status == psutil.CONN_LISTEN]
+    assert listening == [], listening
+    assert "--remote-debugging-pipe" in browser.argv and not any("debugging-port" in a for a in browser.argv)
+
+    base = f"127.0.0.1:{browser.pipe.port}"
+    for path in ("/json/version", "/json/list", "/devtools/browser/"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://{base}{path}", timeout=10)
+        assert refused.value.code == 404, path
+
+    def status(url, **headers):
+        with pytest.raises(InvalidStatus) as refused:
+            connect(url, additional_headers=headers, open_timeout=10).close()
+        return refused.value.response.status_code, refused.value.response.body.decode().strip()
+
+    secret = browser.pipe._path
+    assert status(f"ws://{base}{secret[:-1]}") == (404, "not found")
+    assert status(f"ws://{base}{secret}", Origin=f"http://{base}") == (403, "forbidden")
+    assert status(f"ws://{base}{secret}") == (403, "one client at a time")  # Playwright holds it
+    assert browser.dead(ask=True) == ""
+
+
+def test_devtools_messages_larger_than_a_pipe_read_pass_whole_both_ways(browser):
+    """The relay splits the pipe's byte stream at each message's NUL, across
+    reads (1 MiB each), and sets no WebSocket size cap: a page result or a
+    script argument of several megabytes arrives whole."""
+    from agents.browser.server import PageServer
+    from agents.browser.session import BrowserPage
+
+    srv = PageServer()
+    try:
+        page = BrowserPage(browser, srv.url)
+        try:
+            big = "é" * (3 << 20)  # 6 MiB of UTF-8
+            assert page.page.evaluate("(s) => s.length", big) == len(big)
+            back = page.page.evaluate("() => 'ü'.repeat(3 << 20) + '!'")
+            assert len(back) == (3 << 20) + 1 and back.endswith("ü!")
+        finally:
+            page.close()
+    finally:
+        srv.close()
