@@ -160,10 +160,6 @@ def _run(jd: Path, spec: dict, result: dict, outputs: dict, browser: Browser, ke
             page = BrowserPage(browser, srv.url, init_script=_INIT_JS.read_text())
         except PageFailed as exc:
             raise JobFailed("load", exc.kind, exc.message) from None
-        except Exception:
-            if browser.dead():  # Playwright's own error because the browser went away
-                raise JobFailed("load", "crash", browser.dead()) from None
-            raise
         _mark(result, "page_ready")
         result["details"].update(browser_product=page.product.get("product", page.version), launch_args=page.argv[1:])
         _measure(page, spec, result, outputs, srv)

@@ -169,9 +169,12 @@ class Browser:
             self._scripts: set[str] = set()
             self._helper = None  # the tab whose DevTools session clears storage
         except Exception as exc:
-            exited = self.proc.poll()
+            try:  # a Chromium that exited closed the relay's socket a moment before its exit shows
+                exited = self.proc.wait(2.0)
+            except subprocess.TimeoutExpired:
+                exited = None
             self.close()
-            if exited is not None:  # the relay's socket closed with it
+            if exited is not None:
                 raise PageFailed("browser_start", f"Chromium exited ({exited}) at start: {_tail(self.log_path)}") from None
             if "Timeout" in type(exc).__name__:
                 raise PageFailed("browser_start", f"Chromium did not answer over DevTools within "
