@@ -8,7 +8,7 @@ agent's user, read what they show. On a shared lab host that is every local
 user acting as the agent. With `--remote-debugging-pipe` Chromium opens no
 port at all; it reads protocol messages from fd 3 and writes to fd 4, each a
 JSON text ended by a NUL byte (content/browser/devtools/
-devtools_pipe_handler.cc, since Chromium 63; the fd numbers are restated in
+devtools_pipe_handler.cc, in Chromium since 2017; the fd numbers are restated in
 components/devtools/devtools_pipe/devtools_pipe.h). Playwright's
 `connect_over_cdp` takes only a ws:// or http:// address, so this relay
 serves the pipe on 127.0.0.1 at one path, /devtools/browser/<32 random
